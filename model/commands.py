@@ -1,0 +1,56 @@
+"""``poselift info``: show what a checkpoint holds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def default_checkpoint(name: str = "causal") -> Path:
+    """Path of a shipped model: ``causal``, ``full`` or ``single_frame``."""
+    return DEFAULT_WEIGHTS_DIR / f"{name}.pt"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "info",
+        help="print what a checkpoint holds",
+        description="Print a checkpoint's architecture, frame rate, normalisation and training metadata.",
+        epilog="example: poselift info model/weights/causal.pt --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="checkpoint file (default: the shipped causal model)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=run_info)
+
+
+def format_info(info: dict) -> str:
+    arch = info["architecture"]
+    lines = [
+        f"checkpoint      {info['path']}",
+        f"format version  {info['format_version']}",
+        f"variant         {'causal' if info['causal'] else 'full-context (symmetric)'}",
+        f"filter widths   {','.join(map(str, arch['filter_widths']))}  (receptive field {arch['receptive_field']} frames)",
+        f"channels        {arch['channels']}   parameters {arch['parameters'] / 1e6:.2f}M   dropout {arch['dropout']}",
+        f"joints          {arch['num_joints_in']} in x {arch['in_features']} features -> {arch['num_joints_out']} out ({info['layout']})",
+        f"frame rate      {info['fps']} fps",
+        f"normalisation   {info['normalization'].get('description', info['normalization'])}",
+        f"trajectory      {'yes' if info['trajectory_model'] else 'no'}",
+    ]
+    training = info.get("training") or {}
+    for key, value in training.items():
+        lines.append(f"training.{key:<8}{json.dumps(value) if not isinstance(value, str) else value}")
+    return "\n".join(lines)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from .checkpoint import read_checkpoint_info
+
+    path = args.checkpoint or default_checkpoint()
+    info = read_checkpoint_info(path)
+    print(json.dumps(info, indent=2, default=str) if args.json else format_info(info))
+    return 0

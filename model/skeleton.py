@@ -1,0 +1,147 @@
+"""Joint layouts in one place: Human3.6M-17 (the model's layout), COCO-17 and MediaPipe-33.
+
+Every other layout is converted to H36M-17 with a linear map: each H36M joint is a
+weighted mean of source joints (for example the pelvis is the mean of the two hips).
+Conversions act on the last-but-one axis, so they work for 2D and 3D, single frames
+and whole sequences alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+H36M_JOINT_NAMES: tuple[str, ...] = (
+    "pelvis",
+    "right_hip",
+    "right_knee",
+    "right_ankle",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "spine",
+    "thorax",
+    "neck_nose",
+    "head",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+    "right_shoulder",
+    "right_elbow",
+    "right_wrist",
+)
+H36M_PARENTS: tuple[int, ...] = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
+H36M_LEFT: tuple[int, ...] = (4, 5, 6, 11, 12, 13)
+H36M_RIGHT: tuple[int, ...] = (1, 2, 3, 14, 15, 16)
+
+COCO17_JOINT_NAMES: tuple[str, ...] = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
+
+MEDIAPIPE33_JOINT_NAMES: tuple[str, ...] = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
+    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_pinky", "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb",
+    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+    "left_heel", "right_heel", "left_foot_index", "right_foot_index",
+)
+
+# How each H36M joint is made from named joints of a detector layout (equal-weight means).
+# The training data defines the same joints the same way (see train/bvh.py), so that what a
+# detector reports and what the model learnt agree: pelvis = mid-hips, thorax = mid-shoulders,
+# neck_nose = nose, head = mid-eyes.
+_DETECTOR_TO_H36M: dict[str, tuple[str, ...]] = {
+    "pelvis": ("left_hip", "right_hip"),
+    "right_hip": ("right_hip",),
+    "right_knee": ("right_knee",),
+    "right_ankle": ("right_ankle",),
+    "left_hip": ("left_hip",),
+    "left_knee": ("left_knee",),
+    "left_ankle": ("left_ankle",),
+    "spine": ("left_hip", "right_hip", "left_shoulder", "right_shoulder"),
+    "thorax": ("left_shoulder", "right_shoulder"),
+    "neck_nose": ("nose",),
+    "head": ("left_eye", "right_eye"),
+    "left_shoulder": ("left_shoulder",),
+    "left_elbow": ("left_elbow",),
+    "left_wrist": ("left_wrist",),
+    "right_shoulder": ("right_shoulder",),
+    "right_elbow": ("right_elbow",),
+    "right_wrist": ("right_wrist",),
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A named joint layout and its linear map to H36M-17."""
+
+    name: str
+    joint_names: tuple[str, ...]
+    to_h36m_matrix: np.ndarray = field(repr=False)  # (17, num_joints), rows sum to 1
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    def to_h36m(self, points: np.ndarray) -> np.ndarray:
+        """Map (..., num_joints, D) points to (..., 17, D).
+
+        NaN in a source joint propagates only to the H36M joints built from it, so
+        missing detections stay visibly missing.
+        """
+        points = np.asarray(points, dtype=np.float64)
+        if points.shape[-2] != self.num_joints:
+            raise ValueError(
+                f"layout {self.name!r} has {self.num_joints} joints, got {points.shape[-2]}"
+            )
+        m = self.to_h36m_matrix
+        out = np.empty(points.shape[:-2] + (17, points.shape[-1]))
+        for j in range(17):
+            cols = np.nonzero(m[j])[0]
+            out[..., j, :] = np.einsum("k,...kd->...d", m[j, cols], points[..., cols, :])
+        return out
+
+    def source_joints(self, h36m_joint: int) -> np.ndarray:
+        """Indices of the source joints that H36M joint `h36m_joint` is built from."""
+        return np.nonzero(self.to_h36m_matrix[h36m_joint])[0]
+
+
+def _matrix_from_names(joint_names: tuple[str, ...]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(joint_names)}
+    m = np.zeros((17, len(joint_names)))
+    for j, h36m_name in enumerate(H36M_JOINT_NAMES):
+        sources = _DETECTOR_TO_H36M[h36m_name]
+        for s in sources:
+            m[j, index[s]] = 1.0 / len(sources)
+    return m
+
+
+H36M17 = Layout("h36m17", H36M_JOINT_NAMES, np.eye(17))
+COCO17 = Layout("coco17", COCO17_JOINT_NAMES, _matrix_from_names(COCO17_JOINT_NAMES))
+MEDIAPIPE33 = Layout(
+    "mediapipe33", MEDIAPIPE33_JOINT_NAMES, _matrix_from_names(MEDIAPIPE33_JOINT_NAMES)
+)
+
+LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (H36M17, COCO17, MEDIAPIPE33)}
+
+
+def get_layout(name: str) -> Layout:
+    """Look a layout up by its wire name (``h36m17``, ``coco17``, ``mediapipe33``)."""
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise ValueError(f"unknown layout {name!r}; known: {', '.join(LAYOUTS)}") from None
+
+
+def flip_permutation(left: tuple[int, ...] = H36M_LEFT, right: tuple[int, ...] = H36M_RIGHT,
+                     num_joints: int = 17) -> np.ndarray:
+    """Joint permutation that swaps left and right (used by flip augmentation)."""
+    perm = np.arange(num_joints)
+    perm[list(left)] = right
+    perm[list(right)] = left
+    return perm

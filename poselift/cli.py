@@ -1,0 +1,58 @@
+"""The ``poselift`` command: a thin layer over importable functions.
+
+Each package contributes its subcommands through a ``commands`` module with a
+``register(subparsers)`` function; heavy imports happen inside the handlers so that
+``poselift --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+COMMAND_MODULES: tuple[str, ...] = ("model.commands",)
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="poselift",
+        description="Real-time streaming 3D human pose lifting (2D keypoints in, 3D poses out).",
+        epilog="Run 'poselift COMMAND --help' for each command's options and an example.",
+    )
+    parser.add_argument("--version", action="version", version=f"poselift {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except UserError as exc:
+        print(f"poselift {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # known error types from the library read as one line
+        from model.checkpoint import CheckpointError
+
+        if isinstance(exc, (CheckpointError, FileNotFoundError, ValueError)):
+            print(f"poselift {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return int(result or 0)

@@ -1,0 +1,26 @@
+"""Shared test utilities (imported by tests, not collected)."""
+
+from __future__ import annotations
+
+import torch
+
+from model import TemporalModel
+
+
+def randomize_batch_norm(model: TemporalModel, seed: int = 0) -> TemporalModel:
+    """Give every BN non-trivial running statistics and affine parameters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in [model.expand_bn, *model.layers_bn]:
+            n = bn.num_features
+            bn.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            bn.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            bn.weight.copy_(torch.rand(n, generator=g) + 0.5)
+            bn.bias.copy_((torch.rand(n, generator=g) - 0.5) * 0.4)
+    return model
+
+
+def random_model(filter_widths=(3, 3, 3), causal=True, channels=64, seed=0) -> TemporalModel:
+    torch.manual_seed(seed)
+    model = TemporalModel(filter_widths=filter_widths, causal=causal, channels=channels)
+    return randomize_batch_norm(model, seed).eval()

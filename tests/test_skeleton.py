@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from model.skeleton import (COCO17, H36M_JOINT_NAMES, H36M_LEFT, H36M_PARENTS, H36M_RIGHT, MEDIAPIPE33,
+                            flip_permutation, get_layout)
+
+
+def test_h36m_definitions_consistent():
+    assert len(H36M_JOINT_NAMES) == len(H36M_PARENTS) == 17
+    assert H36M_PARENTS[0] == -1 and all(p < i for i, p in enumerate(H36M_PARENTS) if i)
+    for l, r in zip(H36M_LEFT, H36M_RIGHT):
+        assert H36M_JOINT_NAMES[l].replace("left", "right") == H36M_JOINT_NAMES[r]
+    perm = flip_permutation()
+    assert sorted(perm) == list(range(17)) and all(perm[perm] == np.arange(17))
+
+
+@pytest.mark.parametrize("layout", [COCO17, MEDIAPIPE33])
+def test_mapping_to_h36m(layout):
+    rng = np.random.default_rng(0)
+    pts = rng.normal(size=(5, layout.num_joints, 2))
+    out = layout.to_h36m(pts)
+    idx = {n: i for i, n in enumerate(layout.joint_names)}
+    assert out.shape == (5, 17, 2)
+    np.testing.assert_allclose(out[:, 0], (pts[:, idx["left_hip"]] + pts[:, idx["right_hip"]]) / 2)
+    np.testing.assert_allclose(out[:, 13], pts[:, idx["left_wrist"]])
+    np.testing.assert_allclose(out[:, 9], pts[:, idx["nose"]])
+    np.testing.assert_allclose(layout.to_h36m_matrix.sum(axis=1), 1.0)
+
+
+def test_missing_source_joint_only_affects_its_targets():
+    pts = np.zeros((33, 2))
+    pts[MEDIAPIPE33.joint_names.index("left_wrist")] = np.nan
+    out = MEDIAPIPE33.to_h36m(pts)
+    assert np.isnan(out[13]).all() and np.isfinite(np.delete(out, 13, axis=0)).all()
+
+
+def test_layout_errors():
+    with pytest.raises(ValueError, match="unknown layout"):
+        get_layout("openpose25")
+    with pytest.raises(ValueError, match="17 joints"):
+        COCO17.to_h36m(np.zeros((16, 2)))
