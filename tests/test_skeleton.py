@@ -39,3 +39,16 @@ def test_layout_errors():
         get_layout("openpose25")
     with pytest.raises(ValueError, match="17 joints"):
         COCO17.to_h36m(np.zeros((16, 2)))
+
+
+def test_screen_normalisation_round_trip():
+    from model.normalization import denormalize_screen, normalize_screen
+
+    px = np.array([[0.0, 0.0], [1280.0, 720.0], [640.0, 360.0]])
+    n = normalize_screen(px, 1280, 720)
+    np.testing.assert_allclose(n[0], [-1, -720 / 1280], atol=1e-6)
+    np.testing.assert_allclose(n[1], [1, 720 / 1280], atol=1e-6)
+    np.testing.assert_allclose(n[2], [0, 0], atol=1e-6)
+    np.testing.assert_allclose(denormalize_screen(n, 1280, 720), px, atol=1e-3)
+    with pytest.raises(ValueError):
+        normalize_screen(px, 0, 720)
