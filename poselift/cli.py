@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 
 from . import __version__
 
-COMMAND_MODULES: tuple[str, ...] = ("model.commands",)
+# Each package's subcommands; a package whose commands module is not installed is skipped.
+COMMAND_MODULES: tuple[str, ...] = ("model.commands", "train.commands", "stream.commands", "bench.commands")
 
 
 class UserError(Exception):
@@ -30,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"poselift {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(subparsers)
     return parser
 
 
