@@ -1,0 +1,438 @@
+"""What each ``poselift`` streaming subcommand does, as importable functions.
+
+``run_demo``, ``run_serve``, ``run_webcam``, ``run_video`` and ``run_listen`` take plain
+arguments, print progress, and return a dict of results; :mod:`stream.commands` only
+parses the command line. User mistakes raise :class:`poselift.cli.UserError` (one line,
+no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poselift.cli import UserError
+
+from .engine import PRECISIONS, LiftEngine, PoseOut
+from .gapfill import GapPolicy
+
+DEFAULT_DEMO_OUT = "poselift_demo.gif"
+
+
+# ---------------------------------------------------------------------------- shared
+def load_model(checkpoint: str | Path | None = None, name: str = "causal"):
+    """Load ``checkpoint`` or the shipped ``model/weights/<name>.pt``; clear error if missing."""
+    from model.checkpoint import CheckpointError, load_checkpoint
+    from model.commands import default_checkpoint
+
+    path = Path(checkpoint) if checkpoint else default_checkpoint(name)
+    if not path.exists():
+        if checkpoint:
+            raise UserError(f"checkpoint not found: {path}")
+        raise UserError(f"the shipped {name} model is missing ({path}); train it first "
+                        f"(see README) or pass --checkpoint FILE")
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as exc:
+        raise UserError(str(exc)) from None
+
+
+def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_streams: int = 1,
+                policy: GapPolicy | None = None, threads: int | None = 1) -> LiftEngine:
+    """A LiftEngine for a loaded checkpoint. ``threads``: torch CPU threads (process-wide).
+    One is the default: a streaming step is a few small matrix products, and several
+    threads spin and wait on each other, which on a busy 2-core machine raised the p99
+    latency from under 1 ms to about 50 ms. ``None`` leaves torch's setting alone."""
+    import torch
+
+    from model import resolve_device
+
+    if threads is not None:
+        if threads < 1:
+            raise UserError("--threads must be at least 1")
+        torch.set_num_threads(threads)
+
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    try:
+        dev = str(resolve_device(device))
+    except RuntimeError as exc:
+        raise UserError(f"--device {device}: {exc}") from None
+    try:
+        return LiftEngine(ckpt.model, trajectory_model=ckpt.trajectory_model, max_streams=max_streams,
+                          device=dev, precision=precision, policy=policy)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def describe_model(ckpt, engine: LiftEngine) -> str:
+    cfg = ckpt.model.config
+    kind = "causal" if cfg.causal else f"symmetric, {engine.latency_frames} frames of look-ahead"
+    traj = ", with trajectory" if ckpt.trajectory_model is not None else ""
+    return f"{Path(ckpt.path).name} (receptive field {cfg.receptive_field}, {kind}{traj}) on {engine.device}"
+
+
+def latency_summary(latencies_ms: list[float]) -> dict[str, float]:
+    if not latencies_ms:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "mean_ms": float("nan")}
+    a = np.asarray(latencies_ms)
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}
+
+
+def mpjpe_mm(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean per-joint position error in millimetres, both made root-relative (joint 0)."""
+    pred = pred - pred[:, :1]
+    gt = gt - gt[:, :1]
+    return float(np.linalg.norm(pred - gt, axis=-1).mean() * 1000.0)
+
+
+def _publisher(addr: str | None, *, fallback: bool = False, lossless: bool = False):
+    from .service import PosePublisher
+
+    if not addr:
+        return None
+    try:
+        return PosePublisher(addr, lossless=lossless)
+    except OSError as exc:
+        if not fallback:
+            raise UserError(str(exc)) from None
+        pub = PosePublisher("tcp://127.0.0.1:*", lossless=lossless)
+        print(f"note: {addr} is busy; publishing on {pub.endpoint} instead")
+        return pub
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _order(poses: list[PoseOut], n: int) -> list[PoseOut | None]:
+    by_frame: list[PoseOut | None] = [None] * n
+    for p in poses:
+        if 0 <= p.frame < n:
+            by_frame[p.frame] = p
+    return by_frame
+
+
+# ------------------------------------------------------------------------------ demo
+def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = None,
+             out: str | Path | None = DEFAULT_DEMO_OUT, publish: str | None = "tcp://127.0.0.1:5556",
+             frames: int | None = None, render_frames: int = 90, device: str = "auto", precision: str = "fp32",
+             realtime: bool = False, threads: int | None = 1) -> dict[str, Any]:
+    """Replay a recorded 2D clip through the streaming model, publish it, render it.
+
+    Needs no camera and no peer: poses go out on a PUB socket (``publish``; watch with
+    ``poselift listen``), and are drawn to ``out`` (GIF or MP4, ``None`` to skip). Prints
+    per-frame latency p50/p99, throughput, and the MPJPE against the clip's ground truth.
+    """
+    from .sources import DEMO_CLIP, load_clip
+
+    clip_path = Path(clip) if clip else DEMO_CLIP
+    if not clip_path.exists():
+        if clip:
+            raise UserError(f"clip not found: {clip_path}")
+        raise UserError(f"the bundled demo clip is missing ({clip_path}); reinstall poselift, "
+                        f"or pass --clip FILE (an npz with keypoints, width, height, fps)")
+    try:
+        c = load_clip(clip_path)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from None
+    ckpt = load_model(checkpoint, "causal")
+    engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads)
+    n = len(c.keypoints) if frames is None else max(1, min(frames, len(c.keypoints)))
+    print(f"poselift demo: {n} frames of {c.source or clip_path.name} ({c.width}x{c.height} px, {c.fps:g} fps)")
+    print(f"model: {describe_model(ckpt, engine)}")
+    pub = _publisher(publish, fallback=True)
+    if pub is not None:
+        print(f"publishing on {pub.endpoint} (topic pose3d.demo); watch with: poselift listen {pub.endpoint}")
+        time.sleep(0.2)  # let a listener that is already waiting connect
+    poses: list[PoseOut] = []
+    latencies: list[float] = []
+    t0 = time.perf_counter()
+    try:
+        for f in c.frames("demo", realtime=realtime, limit=n):
+            engine.submit(f)
+            for p in engine.run():
+                poses.append(p)
+                latencies.append(pub.send_pose(p) if pub else (time.perf_counter() - p.t_recv) * 1000.0)
+        for p in engine.flush():
+            poses.append(p)
+            latencies.append(pub.send_pose(p) if pub else (time.perf_counter() - p.t_recv) * 1000.0)
+    finally:
+        if pub is not None:
+            pub.close()
+    elapsed = time.perf_counter() - t0
+    lat = latency_summary(latencies)
+    result: dict[str, Any] = {"frames": n, "published": len(poses), **lat, "fps": n / elapsed if elapsed > 0 else 0.0,
+                              "endpoint": pub.endpoint if pub else None}
+    print(f"latency per frame: p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms; "
+          f"throughput {result['fps']:.0f} FPS ({len(poses)} poses published)")
+    ordered = _order(poses, n)
+    pred = np.stack([p.joints if p is not None else np.full((17, 3), np.nan, np.float32) for p in ordered])
+    if c.poses3d is not None:
+        ok = ~np.isnan(pred).any(axis=(1, 2))
+        result["mpjpe_mm"] = mpjpe_mm(pred[ok], c.poses3d[:n][ok])
+        print(f"MPJPE against the clip's ground truth: {result['mpjpe_mm']:.1f} mm over {int(ok.sum())} frames")
+    if out:
+        from .render import render_animation
+
+        t1 = time.perf_counter()
+        written = render_animation(out, c.keypoints[:n], np.nan_to_num(pred), width=c.width, height=c.height,
+                                   fps=c.fps, ground_truth=None if c.poses3d is None else c.poses3d[:n],
+                                   max_frames=render_frames, title="poselift demo (dashed: ground truth)")
+        result["animation"] = str(written)
+        print(f"animation: {written} ({time.perf_counter() - t1:.1f} s to render)")
+    result["poses"] = pred
+    return result
+
+
+# ----------------------------------------------------------------------------- serve
+def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.0.0.1:5556",
+              checkpoint: str | Path | None = None, lossless: bool = False, device: str = "auto",
+              precision: str = "fp32", max_streams: int = 16, single_frame: bool = False,
+              max_frames: int | None = None, duration: float | None = None,
+              policy: GapPolicy | None = None, threads: int | None = 1) -> dict[str, Any]:
+    """Turn a ZeroMQ 2D feed into 3D poses until Ctrl-C (or ``max_frames``/``duration``)."""
+    from .service import PoseServer
+
+    ckpt = load_model(checkpoint, "causal")
+    engine = make_engine(ckpt, device=device, precision=precision, max_streams=max_streams, policy=policy,
+                         threads=threads)
+    try:
+        server = PoseServer(engine, input, publish, lossless=lossless, single_frame=single_frame)
+    except (OSError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    kind = ("PULL", "PUSH") if lossless else ("SUB", "PUB")
+    print(f"model: {describe_model(ckpt, engine)}")
+    print(f"input  {kind[0]} bound at {server.input_endpoint} (senders connect here)")
+    print(f"output {kind[1]} bound at {server.publish_endpoint} (consumers connect here)", flush=True)
+    try:
+        counters = server.serve_forever(max_frames=max_frames, duration_s=duration)
+    except KeyboardInterrupt:
+        counters = server.counters()
+    finally:
+        server.close()
+    lat = latency_summary(server.latencies_ms)
+    print(f"received {counters['received']}, published {counters['published']}, rejected {counters['rejected']}, "
+          f"resets {counters['resets']}; latency p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms")
+    return {**counters, **lat}
+
+
+# ---------------------------------------------------------------------------- webcam
+def _draw_overlay(bgr: np.ndarray, kp_px: np.ndarray, pose: np.ndarray | None, text: str) -> np.ndarray:
+    import cv2
+
+    from model.skeleton import H36M_PARENTS
+
+    h, w = bgr.shape[:2]
+    img = bgr.copy()
+    for j, p in enumerate(H36M_PARENTS):
+        if p >= 0 and np.isfinite(kp_px[[j, p]]).all():
+            cv2.line(img, tuple(int(v) for v in kp_px[j]), tuple(int(v) for v in kp_px[p]), (0, 255, 0), 2)
+    side = np.full((h, h, 3), 255, np.uint8)
+    if pose is not None and np.isfinite(pose).all():
+        a = np.deg2rad(30)  # rotate about the vertical (y) axis for a 3/4 view
+        x = pose[:, 0] * np.cos(a) + pose[:, 2] * np.sin(a)
+        pts = np.stack([x, pose[:, 1]], axis=1) * (h / 2.4) + h / 2
+        for j, p in enumerate(H36M_PARENTS):
+            if p >= 0:
+                cv2.line(side, tuple(int(v) for v in pts[j]), tuple(int(v) for v in pts[p]), (200, 60, 0), 2)
+    out = np.concatenate([img, side], axis=1)
+    cv2.putText(out, text, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 255), 2)
+    return out
+
+
+def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | Path | None = None,
+               publish: str | None = None, window: bool = True, device: str = "auto", precision: str = "fp32",
+               max_frames: int | None = None, stream: str = "cam0", threads: int | None = 1) -> dict[str, Any]:
+    """Camera (or video file) -> MediaPipe -> streaming lifter, with a live window and
+    optional publishing. Latency is measured from frame capture (before detection) to
+    the lifted pose."""
+    from model.normalization import denormalize_screen
+
+    from .sources import VideoSource
+
+    ckpt = load_model(checkpoint, "causal")
+    engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads)
+    try:
+        src = VideoSource(video if video else camera, stream=stream, max_frames=max_frames)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise UserError(str(exc)) from None
+    pub = _publisher(publish)
+    print(f"model: {describe_model(ckpt, engine)}")
+    if pub is not None:
+        print(f"publishing on {pub.endpoint} (topic pose3d.{stream})")
+    latencies: list[float] = []
+    n = 0
+    valid = 0
+    last: PoseOut | None = None
+    t0 = time.perf_counter()
+    window_name = "poselift (q to quit)"
+    try:
+        import cv2
+
+        for bgr, f in src:
+            engine.submit(f)
+            for p in engine.run():
+                latencies.append(pub.send_pose(p) if pub else (time.perf_counter() - p.t_recv) * 1000.0)
+                valid += p.valid
+                last = p
+            n += 1
+            if window:
+                fps = n / max(time.perf_counter() - t0, 1e-9)
+                kp = (denormalize_screen(last.input2d, f.width, f.height)
+                      if last is not None and last.input2d is not None else np.full((17, 2), np.nan))
+                view = _draw_overlay(bgr, kp, last.joints if last is not None and last.valid else None,
+                                     f"{fps:.1f} FPS  latency {latencies[-1] if latencies else 0:.0f} ms")
+                try:
+                    cv2.imshow(window_name, view)
+                    key = cv2.waitKey(1) & 0xFF
+                except cv2.error as exc:
+                    raise UserError(f"cannot open a window ({str(exc).strip().splitlines()[-1]}); "
+                                    f"use --no-window to run headless") from None
+                if key in (ord("q"), 27):
+                    break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        src.close()
+        if pub is not None:
+            pub.close()
+        if window:
+            try:
+                import cv2
+
+                cv2.destroyAllWindows()
+            except Exception:
+                pass
+    elapsed = time.perf_counter() - t0
+    lat = latency_summary(latencies)
+    result = {"frames": n, "valid": valid, "fps": n / elapsed if elapsed > 0 else 0.0, **lat}
+    print(f"{n} frames ({valid} valid poses), {result['fps']:.1f} FPS; latency capture->3D "
+          f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms")
+    return result
+
+
+# ----------------------------------------------------------------------------- video
+def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = None, model: str = "causal",
+              checkpoint: str | Path | None = None, device: str = "auto", max_frames: int | None = None,
+              policy: GapPolicy | None = None) -> dict[str, Any]:
+    """Offline lifting of a whole video: MediaPipe on every frame, gap filling, then the
+    whole-sequence model (``lift_sequence``). Writes ``out`` (npz) with ``poses3d``
+    (T, 17, 3) metres, ``keypoints2d`` (T, 17, 2) H36M pixels as detected (NaN = missing),
+    ``frames`` (T,) frame indices, plus ``valid``, ``filled``, ``fps``, ``width``, ``height``,
+    ``joint_names`` and, with a trajectory model, ``trajectory`` (T, 3) metres."""
+    import torch
+
+    from model import lift_sequence, resolve_device
+    from model.normalization import denormalize_screen
+    from model.skeleton import H36M_JOINT_NAMES
+
+    from .engine import frame_to_model_input
+    from .gapfill import GapFiller
+    from .sources import VideoSource
+
+    if model not in ("causal", "full"):
+        raise UserError("--model must be causal or full")
+    if Path(out).suffix != ".npz":
+        raise UserError(f"--out must be an .npz file, got {out}")
+    ckpt = load_model(checkpoint, model)
+    policy = policy or GapPolicy()
+    try:
+        dev = resolve_device(device)
+        src = VideoSource(str(path), stream="video", max_frames=max_frames)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise UserError(str(exc)) from None
+    filler = GapFiller(policy)
+    raw, xs, valid, filled = [], [], [], []
+    try:
+        for _, f in src:
+            x = frame_to_model_input(f, policy.min_confidence)
+            raw.append(denormalize_screen(x, f.width, f.height))
+            r = filler.process(x, f.frame)
+            xs.append(r.x)
+            valid.append(r.valid)
+            mask = np.zeros(17, bool)
+            mask[r.filled] = True
+            filled.append(mask)
+            width, height = f.width, f.height
+    finally:
+        src.close()
+    if not xs:
+        raise UserError(f"{path}: no frames could be read")
+    good = [i for i, x in enumerate(xs) if x is not None]
+    if not good:
+        raise UserError(f"{path}: no person was detected in any of its {len(xs)} frames")
+    for i, x in enumerate(xs):  # frames with nothing liftable take the nearest liftable frame
+        if x is None:
+            xs[i] = xs[min(good, key=lambda g: abs(g - i))]
+    x = torch.from_numpy(np.stack(xs).astype(np.float32))[None]
+    poses = lift_sequence(ckpt.model, x, device=dev)[0].cpu().numpy()
+    arrays: dict[str, Any] = dict(poses3d=poses.astype(np.float32), keypoints2d=np.stack(raw).astype(np.float32),
+                                  frames=np.arange(len(xs)), valid=np.array(valid), filled=np.stack(filled),
+                                  fps=np.float64(src.fps), width=np.int64(width), height=np.int64(height),
+                                  joint_names=np.array(H36M_JOINT_NAMES))
+    if ckpt.trajectory_model is not None:
+        arrays["trajectory"] = lift_sequence(ckpt.trajectory_model, x, device=dev)[0, :, 0].cpu().numpy()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **arrays)
+    print(f"{len(xs)} frames ({sum(valid)} valid) lifted with {Path(ckpt.path).name} -> {out}")
+    result: dict[str, Any] = {"frames": len(xs), "valid": int(sum(valid)), "out": str(out)}
+    if render:
+        from .render import render_animation
+
+        kp_filled = denormalize_screen(np.stack(xs), width, height)
+        written = render_animation(render, kp_filled, poses, width=width, height=height, fps=src.fps,
+                                   title=Path(path).name)
+        result["render"] = str(written)
+        print(f"animation: {written}")
+    return result
+
+
+# ---------------------------------------------------------------------------- listen
+def format_pose(msg: dict[str, Any]) -> str:
+    if msg.get("type") == "status":
+        c = msg.get("counters") or {}
+        extra = f" {msg.get('reason')}: {msg.get('detail')}" if msg.get("reason") else ""
+        return (f"status {msg.get('event')}{extra} | received {c.get('received')} published {c.get('published')} "
+                f"rejected {c.get('rejected_total')} resets {c.get('resets')}")
+    j = np.asarray(msg["joints"], dtype=np.float64)
+    head = j[10] if len(j) > 10 else j[-1]
+    flags = "".join([" warmup" if msg.get("warmup") else "", "" if msg.get("valid") else " INVALID",
+                     f" filled={msg['filled']}" if msg.get("filled") else "", f" gap={msg['gap']}" if msg.get("gap") else ""])
+    return (f"pose3d {msg['stream']} frame {msg['frame']} latency {msg['latency_ms']:.2f} ms "
+            f"head ({head[0]:+.2f}, {head[1]:+.2f}, {head[2]:+.2f}) m{flags}")
+
+
+def run_listen(addr: str = "tcp://127.0.0.1:5556", *, lossless: bool = False, streams: list[str] | None = None,
+               count: int | None = None, timeout: float | None = None, as_json: bool = False,
+               latest: bool = False, status: bool = True, out=None) -> dict[str, Any]:
+    """Example consumer: connect to a publisher and print each pose (or JSON lines)."""
+    from .client import PoseReceiver
+
+    out = out or sys.stdout
+    try:
+        rx = PoseReceiver(addr, lossless=lossless, streams=streams, status=status, latest_only=latest)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    poses = statuses = 0
+    t_end = None if timeout is None else time.monotonic() + timeout
+    print(f"listening on {addr} ({'PULL' if lossless else 'SUB'}); Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        while count is None or poses < count:
+            wait = None if t_end is None else max(0, int((t_end - time.monotonic()) * 1000))
+            msg = rx.recv(wait)
+            if msg is None:
+                break
+            if msg.get("type") == "pose3d":
+                poses += 1
+            else:
+                statuses += 1
+            print(json.dumps(msg) if as_json else format_pose(msg), file=out, flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        rx.close()
+    return {"poses": poses, "status": statuses}

@@ -1,0 +1,87 @@
+"""Both ends around ``poselift serve``: a 2D keypoint sender and a 3D pose receiver.
+
+They *connect* (the server binds). ``lossless=True`` picks PUSH/PULL, else PUB/SUB.
+``poselift listen`` is :class:`PoseReceiver` plus printing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import zmq
+
+from .protocol import POSE_TOPIC_PREFIX, STATUS_TOPIC, decode_message, encode_input
+from .service import normalize_address
+
+
+class KeypointSender:
+    """Sends v1 2D messages to a server's input address (PUSH when lossless, else PUB)."""
+
+    def __init__(self, addr: str, *, lossless: bool = False, context: zmq.Context | None = None) -> None:
+        self.context = context or zmq.Context.instance()
+        self.sock = self.context.socket(zmq.PUSH if lossless else zmq.PUB)
+        self.sock.setsockopt(zmq.LINGER, 5000 if lossless else 1000)
+        self.sock.setsockopt(zmq.SNDHWM, 1000)
+        self.sock.connect(normalize_address(addr))
+
+    def send(self, stream: str, frame: int, kp: Any, *, width: int, height: int,
+             layout: str = "h36m17", t: float | None = None) -> None:
+        """``kp`` (J, 2) or (J, 3) pixels (NaN rows are sent as absent joints)."""
+        self.sock.send(encode_input(stream, frame, kp, width=width, height=height, layout=layout, t=t))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.send(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class PoseReceiver:
+    """Receives pose3d and status messages (PULL when lossless, else SUB).
+
+    ``streams``: only these stream ids (SUB: subscribes to ``pose3d.<id>`` only).
+    ``latest_only``: keep just the newest pose (drains what is queued on each receive).
+    """
+
+    def __init__(self, addr: str, *, lossless: bool = False, streams: list[str] | None = None,
+                 status: bool = True, latest_only: bool = False, context: zmq.Context | None = None) -> None:
+        self.context = context or zmq.Context.instance()
+        self.sock = self.context.socket(zmq.PULL if lossless else zmq.SUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.latest_only = latest_only
+        self.streams = set(streams) if streams else None
+        self.status = status
+        if not lossless:
+            for s in streams or [""]:
+                self.sock.setsockopt(zmq.SUBSCRIBE, (POSE_TOPIC_PREFIX + s).encode() if s else POSE_TOPIC_PREFIX.encode())
+            if status:
+                self.sock.setsockopt(zmq.SUBSCRIBE, STATUS_TOPIC.encode())
+        self.sock.connect(normalize_address(addr))
+
+    def recv(self, timeout_ms: int | None = None) -> dict[str, Any] | None:
+        """Next message as a dict (None on timeout)."""
+        while True:
+            if not self.sock.poll(timeout_ms if timeout_ms is not None else -1, zmq.POLLIN):
+                return None
+            parts = self.sock.recv_multipart()
+            if self.latest_only:
+                while True:
+                    try:
+                        parts = self.sock.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+            msg = decode_message(parts[-1])
+            if msg.get("type") == "status" and not self.status:
+                continue
+            if msg.get("type") == "pose3d" and self.streams is not None and msg.get("stream") not in self.streams:
+                continue
+            return msg
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while True:
+            msg = self.recv()
+            if msg is not None:
+                yield msg
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,140 @@
+"""``poselift demo | webcam | serve | video | listen``: argument parsing only.
+
+Each handler calls the matching function of :mod:`stream.apps`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from . import DEFAULT_INPUT, DEFAULT_PUBLISH
+
+_FMT = argparse.RawDescriptionHelpFormatter
+
+
+def _model_options(p: argparse.ArgumentParser, precision: bool = True) -> None:
+    p.add_argument("--checkpoint", default=None, metavar="CKPT",
+                   help="model checkpoint (default: the shipped causal model, model/weights/causal.pt)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the model runs (auto: CUDA when available)")
+    if precision:
+        p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                       help="numeric precision of the streaming model (default fp32)")
+        p.add_argument("--threads", type=int, default=1, metavar="N",
+                       help="torch CPU threads (default 1: lowest per-frame latency for streaming)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo", help="replay the bundled 2D clip through the causal model, publish and render it",
+        description="Replay the bundled recorded 2D clip (CMU mocap seen by a virtual camera) through the "
+                    "streaming causal model, publish the 3D poses on ZeroMQ, write an animation (2D input "
+                    "beside the 3D skeleton) and print per-frame latency p50/p99, FPS and MPJPE. "
+                    "Needs no camera and no network peer.",
+        epilog="examples:\n  poselift demo\n  poselift demo --frames 120 --out demo.mp4\n"
+               "  poselift demo --realtime &  poselift listen tcp://127.0.0.1:5556",
+        formatter_class=_FMT)
+    p.add_argument("--clip", default=None, help="recorded clip npz (default: stream/assets/demo_clip.npz)")
+    p.add_argument("--out", default="poselift_demo.gif",
+                   help="animation file, .gif or .mp4 (.mp4 needs ffmpeg; default poselift_demo.gif)")
+    p.add_argument("--no-render", action="store_true", help="skip writing the animation")
+    p.add_argument("--frames", type=int, default=None, metavar="N", help="replay only the first N frames")
+    p.add_argument("--render-frames", type=int, default=90, metavar="N",
+                   help="draw at most N frames (evenly subsampled; default 90)")
+    p.add_argument("--publish", default="tcp://127.0.0.1:5556", metavar="ADDR",
+                   help="PUB address to bind (default tcp://127.0.0.1:5556; a free port if busy)")
+    p.add_argument("--realtime", action="store_true", help="pace the replay at the clip's frame rate")
+    _model_options(p)
+    p.set_defaults(func=lambda a: _call("run_demo",
+        clip=a.clip, checkpoint=a.checkpoint, out=None if a.no_render else a.out, publish=a.publish,
+        frames=a.frames, render_frames=a.render_frames, device=a.device, precision=a.precision,
+        realtime=a.realtime, threads=a.threads))
+
+    p = subparsers.add_parser(
+        "webcam", help="live 3D from a camera or video file (MediaPipe 2D + streaming lifter)",
+        description="Read a camera (or a video file), detect 2D keypoints with MediaPipe Pose, lift them to "
+                    "3D frame by frame, show a window with the 2D overlay and a 3D view, and optionally "
+                    "publish the poses on ZeroMQ.",
+        epilog="examples:\n  poselift webcam --camera 0 --publish tcp://127.0.0.1:5556\n"
+               "  poselift webcam --video clip.mp4 --no-window",
+        formatter_class=_FMT)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--camera", type=int, default=0, metavar="N", help="camera index (default 0)")
+    src.add_argument("--video", default=None, metavar="FILE", help="read this video file instead of a camera")
+    p.add_argument("--publish", default=None, metavar="ADDR", help="also publish poses on this PUB address")
+    p.add_argument("--no-window", action="store_true", help="run headless (no display)")
+    p.add_argument("--frames", type=int, default=None, metavar="N", help="stop after N frames")
+    p.add_argument("--stream", default="cam0", help="stream id used in the published messages (default cam0)")
+    _model_options(p)
+    p.set_defaults(func=lambda a: _call("run_webcam",
+        camera=a.camera, video=a.video, checkpoint=a.checkpoint, publish=a.publish, window=not a.no_window,
+        device=a.device, precision=a.precision, max_frames=a.frames, stream=a.stream, threads=a.threads))
+
+    p = subparsers.add_parser(
+        "serve", help="turn a ZeroMQ 2D keypoint feed into 3D poses",
+        description="Bind an input socket for 2D keypoint messages (wire protocol v1, docs/protocol.md) and an "
+                    "output socket for 3D poses. Default: input SUB, output PUB (live, drops for slow "
+                    "consumers). --lossless: input PULL, output PUSH (never drops; exactly one pose per "
+                    "accepted frame). Addresses bind to 127.0.0.1 unless given otherwise.",
+        epilog=f"examples:\n  poselift serve\n  poselift serve --input {DEFAULT_INPUT} --publish {DEFAULT_PUBLISH} --lossless\n"
+               f"  poselift listen {DEFAULT_PUBLISH}",
+        formatter_class=_FMT)
+    p.add_argument("--input", default=DEFAULT_INPUT, metavar="ADDR", help=f"2D input address to bind (default {DEFAULT_INPUT})")
+    p.add_argument("--publish", default=DEFAULT_PUBLISH, metavar="ADDR",
+                   help=f"3D output address to bind (default {DEFAULT_PUBLISH})")
+    p.add_argument("--lossless", action="store_true", help="PULL/PUSH instead of SUB/PUB: nothing is dropped")
+    p.add_argument("--single-frame", action="store_true",
+                   help="send each output as one frame (no topic frame), for consumers using ZMQ_CONFLATE")
+    p.add_argument("--max-streams", type=int, default=16, help="stream slots (default 16)")
+    p.add_argument("--frames", type=int, default=None, metavar="N", help="stop after publishing N poses")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    _model_options(p)
+    p.set_defaults(func=lambda a: _call("run_serve",
+        input=a.input, publish=a.publish, checkpoint=a.checkpoint, lossless=a.lossless, device=a.device,
+        precision=a.precision, max_streams=a.max_streams, single_frame=a.single_frame, max_frames=a.frames,
+        duration=a.duration, threads=a.threads))
+
+    p = subparsers.add_parser(
+        "video", help="lift a whole video offline to an npz (and optionally render it)",
+        description="Detect 2D keypoints in every frame with MediaPipe, fill gaps, lift the whole sequence "
+                    "offline and save poses3d (T,17,3) metres, keypoints2d (T,17,2) pixels and frames.",
+        epilog="example:\n  poselift video clip.mp4 --out clip_3d.npz --render clip_3d.mp4 --model full",
+        formatter_class=_FMT)
+    p.add_argument("file", help="video file")
+    p.add_argument("--out", required=True, metavar="OUT.npz", help="output npz")
+    p.add_argument("--render", default=None, metavar="OUT.mp4", help="also write an animation (.mp4 or .gif)")
+    p.add_argument("--model", choices=("causal", "full"), default="causal",
+                   help="shipped model to use when --checkpoint is not given (default causal)")
+    p.add_argument("--frames", type=int, default=None, metavar="N", help="only the first N frames")
+    _model_options(p, precision=False)
+    p.set_defaults(func=lambda a: _call("run_video",
+        a.file, out=a.out, render=a.render, model=a.model, checkpoint=a.checkpoint, device=a.device,
+        max_frames=a.frames))
+
+    p = subparsers.add_parser(
+        "listen", help="example consumer: print the 3D poses a publisher sends",
+        description="Connect to a poselift publisher (serve, webcam --publish, demo) and print each pose "
+                    "and status message. The source is short on purpose: see stream/client.py and "
+                    "docs/protocol.md for writing your own consumer.",
+        epilog=f"examples:\n  poselift listen {DEFAULT_PUBLISH}\n  poselift listen {DEFAULT_PUBLISH} --lossless --count 100\n"
+               f"  poselift listen {DEFAULT_PUBLISH} --stream cam0 --latest --json",
+        formatter_class=_FMT)
+    p.add_argument("addr", nargs="?", default=DEFAULT_PUBLISH, help=f"address to connect to (default {DEFAULT_PUBLISH})")
+    p.add_argument("--lossless", action="store_true", help="PULL (for serve --lossless) instead of SUB")
+    p.add_argument("--stream", action="append", default=None, help="only this stream id (repeatable)")
+    p.add_argument("--count", type=int, default=None, metavar="N", help="stop after N poses")
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="stop after S seconds")
+    p.add_argument("--json", action="store_true", help="print each message as one JSON line")
+    p.add_argument("--latest", action="store_true", help="skip queued poses and show only the newest")
+    p.add_argument("--no-status", action="store_true", help="do not print status messages")
+    p.set_defaults(func=lambda a: _call("run_listen",
+        a.addr, lossless=a.lossless, streams=a.stream, count=a.count, timeout=a.timeout, as_json=a.json,
+        latest=a.latest, status=not a.no_status))
+
+
+def _call(name: str, *args, **kwargs) -> int:
+    """Import stream.apps only when a command runs (keeps ``poselift --help`` fast)."""
+    from . import apps
+
+    getattr(apps, name)(*args, **kwargs)
+    return 0

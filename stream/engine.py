@@ -1,0 +1,302 @@
+"""The lifting loop without any I/O: frames in, 3D poses out, batched over streams.
+
+``LiftEngine`` keeps one :class:`model.StreamingLifter` slot and one
+:class:`stream.gapfill.GapFiller` per stream id. :meth:`LiftEngine.submit` queues a
+validated :class:`stream.protocol.Frame2D`; :meth:`LiftEngine.run` steps every stream that
+has a frame waiting in one batched ``StreamingLifter.step`` per round, until all queues
+are empty, and returns the poses in per-stream frame order.
+
+Every submitted frame yields exactly one :class:`PoseOut` (with a symmetric model some
+come out later, when the future frames they need arrive or the stream is flushed).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from model import StreamingLifter
+from model.normalization import normalize_screen
+from model.skeleton import get_layout
+
+from .gapfill import NUM_JOINTS, GapFiller, GapPolicy
+from .protocol import Frame2D, ProtocolError
+
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def frame_to_model_input(frame: Frame2D, min_confidence: float) -> np.ndarray:
+    """Frame2D (own layout, pixels) -> (17, 2) H36M normalised screen coords, NaN = missing.
+
+    Joints whose confidence is below ``min_confidence`` count as missing; NaN in a source
+    joint only affects the H36M joints built from it.
+    """
+    kp = np.array(frame.kp, dtype=np.float64)
+    if frame.conf is not None:
+        kp[np.asarray(frame.conf) < min_confidence] = np.nan
+    return normalize_screen(get_layout(frame.layout).to_h36m(kp), frame.width, frame.height)
+
+
+@dataclass
+class PoseOut:
+    """One 3D pose for one input frame. ``joints`` (17, 3) metres, root-relative, camera
+    frame (x right, y down, z forward); ``root`` (3,) metres when the model has a
+    trajectory model, else None."""
+
+    stream: str
+    frame: int
+    t: float
+    t_recv: float
+    joints: np.ndarray
+    valid: bool
+    warmup: bool
+    filled: list[int]
+    gap: int = 0
+    root: np.ndarray | None = None
+    input2d: np.ndarray | None = None  # (17, 2) normalised model input (filled), for rendering
+
+
+@dataclass
+class Event:
+    """Something a status message reports: ``kind`` is "reset" or "rejected"."""
+
+    kind: str
+    stream: str | None
+    reason: str
+    detail: str = ""
+
+
+@dataclass
+class _Meta:
+    stream: str
+    frame: int
+    t: float
+    t_recv: float
+    valid: bool
+    filled: list[int]
+    gap: int
+    x: np.ndarray
+
+
+@dataclass
+class _Stream:
+    name: str
+    slot: int
+    filler: GapFiller
+    size: tuple[int, int]
+    last_seen: float
+    queue: deque = field(default_factory=deque)  # ("reset", reason) | ("step", x, meta|None) | ("empty", meta)
+    pending: deque = field(default_factory=deque)  # metas (None = silent) awaiting a symmetric model's output
+    steps: int = 0  # frames stepped since the last reset
+
+
+def make_lifter(model: torch.nn.Module, batch_size: int, device: str, precision: str = "fp32") -> StreamingLifter:
+    """A StreamingLifter, passing ``precision`` on when the model core supports it."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    params = inspect.signature(StreamingLifter.__init__).parameters
+    if "precision" in params:
+        return StreamingLifter(model, batch_size=batch_size, device=device, precision=precision)
+    if precision != "fp32":
+        raise ValueError(f"precision {precision!r} is not supported by this version of model.StreamingLifter")
+    return StreamingLifter(model, batch_size=batch_size, device=device)
+
+
+class LiftEngine:
+    """Per-stream state and batched stepping. Not thread-safe: use from one thread.
+
+    Args:
+        model: pose model (``TemporalModel``), 17 joints in, 17 out.
+        trajectory_model: optional root-trajectory model (1 joint out); it must have the
+            same latency as ``model`` (both causal, or the same receptive field).
+        max_streams: stream slots; a new stream beyond that evicts the least recently
+            seen stream if it has been idle for ``evict_after_s``, else it is rejected.
+        policy: the missing-data thresholds (:class:`stream.gapfill.GapPolicy`).
+    """
+
+    def __init__(self, model: torch.nn.Module, *, trajectory_model: torch.nn.Module | None = None,
+                 max_streams: int = 16, device: str = "cpu", precision: str = "fp32",
+                 policy: GapPolicy | None = None, evict_after_s: float = 2.0) -> None:
+        cfg = model.config
+        if cfg.num_joints_in != NUM_JOINTS or cfg.in_features != 2 or cfg.num_joints_out != NUM_JOINTS:
+            raise ValueError("the streaming service needs a 17-joint 2D -> 17-joint 3D model")
+        self.lifter = make_lifter(model, max_streams, device, precision)
+        self.traj: StreamingLifter | None = None
+        if trajectory_model is not None:
+            traj = make_lifter(trajectory_model, max_streams, device, precision)
+            if traj.latency_frames != self.lifter.latency_frames or traj.config.num_joints_out != 1:
+                raise ValueError("the trajectory model must output 1 joint and have the pose model's latency")
+            self.traj = traj
+        self.policy = policy or GapPolicy()
+        self.max_streams = max_streams
+        self.evict_after_s = evict_after_s
+        self.streams: dict[str, _Stream] = {}
+        self._free = list(range(max_streams))
+        self._pending_out: list[PoseOut] = []  # poses produced while submitting (evictions)
+        self.warmup()
+
+    def warmup(self, rounds: int = 3) -> None:
+        """Run a few throw-away steps so the first real frame does not pay for lazy
+        initialisation (allocator, kernels); only allowed before any stream exists."""
+        if self.streams:
+            raise RuntimeError("warmup() would disturb live streams")
+        for lifter in (self.lifter, self.traj):
+            if lifter is None:
+                continue
+            x = torch.zeros(1, lifter.config.num_joints_in, lifter.config.in_features)
+            for _ in range(rounds):
+                lifter.step(x, [0])
+            lifter.reset()
+        self.events: list[Event] = []
+        self.counters: dict[str, int] = {"resets": 0, "batches": 0, "batched_rows": 0}
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def latency_frames(self) -> int:
+        return self.lifter.latency_frames
+
+    @property
+    def receptive_field(self) -> int:
+        return self.lifter.receptive_field
+
+    @property
+    def device(self) -> torch.device:
+        return self.lifter.device
+
+    # --------------------------------------------------------------------- intake
+    def _stream_for(self, f: Frame2D, now: float) -> _Stream:
+        s = self.streams.get(f.stream)
+        if s is not None:
+            return s
+        if not self._free:
+            idle = [x for x in self.streams.values() if not x.queue and now - x.last_seen >= self.evict_after_s]
+            if not idle:
+                raise ProtocolError("too_many_streams", f"all {self.max_streams} stream slots are busy; "
+                                    f"stream {f.stream!r} refused")
+            victim = min(idle, key=lambda x: x.last_seen)
+            self._pending_out.extend(self._reset(victim, "evicted"))
+            del self.streams[victim.name]
+            self._free.append(victim.slot)
+        s = _Stream(f.stream, self._free.pop(0), GapFiller(self.policy), (f.width, f.height), now)
+        self.lifter.reset([s.slot])
+        if self.traj is not None:
+            self.traj.reset([s.slot])
+        self.streams[f.stream] = s
+        return s
+
+    def submit(self, f: Frame2D) -> None:
+        """Queue one validated frame (raises ProtocolError("too_many_streams") if no slot)."""
+        now = time.monotonic()
+        s = self._stream_for(f, now)
+        s.last_seen = now
+        if (f.width, f.height) != s.size:
+            s.queue.append(("reset", "size_change"))
+            s.filler.clear()
+            s.size = (f.width, f.height)
+        x = frame_to_model_input(f, self.policy.min_confidence)
+        r = s.filler.process(x, f.frame)
+        if r.reset is not None:
+            s.queue.append(("reset", r.reset))
+        meta = _Meta(f.stream, f.frame, f.t, f.t_recv or time.perf_counter(), r.valid, r.filled, r.gap,
+                     None if r.x is None else r.x.copy())
+        for silent in r.silent:
+            s.queue.append(("step", silent, None))
+        s.queue.append(("empty", meta) if r.x is None else ("step", r.x, meta))
+
+    # ----------------------------------------------------------------------- run
+    def run(self) -> list[PoseOut]:
+        """Step all queued frames, batching streams round by round; return finished poses."""
+        out: list[PoseOut] = self._pending_out
+        self._pending_out = []
+        while True:
+            batch: list[tuple[_Stream, np.ndarray, _Meta | None]] = []
+            for s in self.streams.values():
+                while s.queue and s.queue[0][0] != "step":
+                    item = s.queue.popleft()
+                    if item[0] == "reset":
+                        out.extend(self._reset(s, item[1]))
+                    else:  # nothing liftable: published at once, invalid
+                        out.append(self._pose(item[1], np.zeros((NUM_JOINTS, 3), np.float32), None, False, warmup=True))
+                if s.queue:
+                    _, x, meta = s.queue.popleft()
+                    batch.append((s, x, meta))
+            if not batch:
+                return out
+            slots = [s.slot for s, _, _ in batch]
+            x = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.float32))
+            y = self.lifter.step(x, slots).cpu().numpy()
+            root = self.traj.step(x, slots).cpu().numpy() if self.traj is not None else None
+            self.counters["batches"] += 1
+            self.counters["batched_rows"] += len(batch)
+            for row, (s, _, meta) in enumerate(batch):
+                s.pending.append(meta)
+                k = s.steps  # index (since reset) of the frame just stepped
+                s.steps += 1
+                if k >= self.latency_frames:
+                    m = s.pending.popleft()
+                    if m is not None:
+                        out.append(self._pose(m, y[row], None if root is None else root[row, 0],
+                                              m.valid, warmup=k - self.latency_frames < self.receptive_field - 1 - self.latency_frames))
+
+    def process(self, frames: list[Frame2D]) -> list[PoseOut]:
+        """Submit frames and run; frames that cannot get a slot are recorded as rejected events."""
+        for f in frames:
+            try:
+                self.submit(f)
+            except ProtocolError as exc:
+                self.events.append(Event("rejected", f.stream, exc.reason, exc.detail))
+        return self.run()
+
+    def _pose(self, m: _Meta, joints: np.ndarray, root: np.ndarray | None, valid: bool, warmup: bool) -> PoseOut:
+        return PoseOut(m.stream, m.frame, m.t, m.t_recv, np.asarray(joints, np.float32), bool(valid), bool(warmup),
+                       m.filled, m.gap, root, m.x)
+
+    # -------------------------------------------------------------------- resets
+    def _reset(self, s: _Stream, reason: str) -> list[PoseOut]:
+        """Flush a stream's pending poses (symmetric models) and reset its slot."""
+        out: list[PoseOut] = []
+        if s.steps or s.pending:
+            tails = self.lifter.flush([s.slot])[0].numpy()
+            roots = self.traj.flush([s.slot])[0].numpy() if self.traj is not None else None
+            metas = list(s.pending)
+            for i, m in enumerate(metas[len(metas) - len(tails):]):
+                if m is not None:
+                    out.append(self._pose(m, tails[i], None if roots is None else roots[i, 0], m.valid, warmup=False))
+        s.pending.clear()
+        s.steps = 0
+        self.lifter.reset([s.slot])
+        if self.traj is not None:
+            self.traj.reset([s.slot])
+        if reason not in ("flush",):
+            self.counters["resets"] += 1
+            self.events.append(Event("reset", s.name, reason, _RESET_DETAIL.get(reason, reason)))
+        return out
+
+    def flush(self, stream: str | None = None) -> list[PoseOut]:
+        """End one stream (or all): run queued frames, emit pending poses, free the slots."""
+        out = self.run()
+        names = list(self.streams) if stream is None else [stream]
+        for name in names:
+            s = self.streams.pop(name, None)
+            if s is None:
+                continue
+            out.extend(self._reset(s, "flush"))
+            self._free.append(s.slot)
+        return out
+
+    def take_events(self) -> list[Event]:
+        ev, self.events = self.events, []
+        return ev
+
+
+_RESET_DETAIL = {
+    "restart": "frame number did not increase: treated as a sender restart, stream state reset",
+    "gap": "gap longer than max_gap_frames (dropped or empty frames): stream state reset",
+    "size_change": "image size changed: stream state reset",
+    "evicted": "stream idle and its slot was needed by a new stream",
+}

@@ -1,0 +1,213 @@
+"""Wire protocol v1: msgpack maps over ZeroMQ (the full schema is in docs/protocol.md).
+
+This module only turns bytes into validated :class:`Frame2D` objects and poses/status
+into bytes. It does no I/O. Units on the wire: pixels for 2D input, metres for 3D
+output (camera frame: x right, y down, z forward; root-relative).
+
+Decoding never raises anything but :class:`ProtocolError`, whose ``reason`` is one of
+:data:`REJECT_REASONS` (a stable, machine-readable code counted in status messages) and
+whose ``detail`` is a human-readable sentence.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from model.skeleton import H36M_JOINT_NAMES, LAYOUTS
+
+VERSION = 1
+# A MediaPipe-33 frame with confidences is about 1 KiB; anything above this is refused.
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_STREAM_NAME = 128
+MAX_IMAGE_SIDE = 65536
+
+POSE_TOPIC_PREFIX = "pose3d."
+STATUS_TOPIC = "status"
+
+REJECT_REASONS: tuple[str, ...] = (
+    "oversized",          # more than MAX_MESSAGE_BYTES
+    "malformed_msgpack",  # bytes are not one complete msgpack object
+    "not_a_map",          # valid msgpack, but not a map
+    "bad_version",        # `v` missing or not 1
+    "missing_field",      # a required field is absent
+    "bad_type",           # a field has the wrong type or an out-of-range value
+    "unknown_layout",     # `layout` is not h36m17 / coco17 / mediapipe33
+    "wrong_joint_count",  # len(kp) does not match the layout
+    "non_finite",         # inf anywhere, NaN in t/confidence, or a half-NaN joint
+    "too_many_streams",   # every stream slot of the server is busy
+)
+
+REQUIRED_FIELDS = ("v", "stream", "frame", "t", "layout", "width", "height", "kp")
+
+
+class ProtocolError(ValueError):
+    """An input message was rejected; ``reason`` is a code from REJECT_REASONS."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        assert reason in REJECT_REASONS, reason
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class Frame2D:
+    """One validated 2D input frame, still in its own layout and in pixels.
+
+    ``kp`` is (J, 2) float64 pixels; a missing joint is NaN in both coordinates.
+    ``conf`` is (J,) float64 in [0, 1] or None when the sender gave no confidences.
+    """
+
+    stream: str
+    frame: int
+    t: float
+    layout: str
+    width: int
+    height: int
+    kp: np.ndarray
+    conf: np.ndarray | None = None
+    t_recv: float = 0.0  # time.perf_counter() when received (for latency), not on the wire
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def validate_input(msg: Any) -> Frame2D:
+    """Check a decoded message against the v1 input schema; raise ProtocolError if not."""
+    if not isinstance(msg, dict):
+        raise ProtocolError("not_a_map", f"message is a msgpack {type(msg).__name__}, not a map")
+    if "v" not in msg:
+        raise ProtocolError("bad_version", "field 'v' (protocol version, 1) is missing")
+    if msg["v"] != VERSION or not _is_int(msg["v"]):
+        raise ProtocolError("bad_version", f"protocol version {msg['v']!r} is not supported (this server speaks {VERSION})")
+    missing = [f for f in REQUIRED_FIELDS if f not in msg]
+    if missing:
+        raise ProtocolError("missing_field", f"missing field(s): {', '.join(missing)}")
+    stream = msg["stream"]
+    if not isinstance(stream, str) or not stream or len(stream) > MAX_STREAM_NAME:
+        raise ProtocolError("bad_type", f"'stream' must be a non-empty string of at most {MAX_STREAM_NAME} characters")
+    if not stream.isprintable() or " " in stream:
+        raise ProtocolError("bad_type", "'stream' must be printable and contain no spaces")
+    frame = msg["frame"]
+    if not _is_int(frame) or frame < 0:
+        raise ProtocolError("bad_type", f"'frame' must be a non-negative integer, got {frame!r}")
+    t = msg["t"]
+    if not _is_number(t):
+        raise ProtocolError("bad_type", f"'t' must be a number (seconds), got {type(t).__name__}")
+    if not math.isfinite(t):
+        raise ProtocolError("non_finite", f"'t' is {t}")
+    layout_name = msg["layout"]
+    if not isinstance(layout_name, str):
+        raise ProtocolError("bad_type", "'layout' must be a string")
+    if layout_name not in LAYOUTS:
+        raise ProtocolError("unknown_layout", f"layout {layout_name!r} is not one of {', '.join(LAYOUTS)}")
+    width, height = msg["width"], msg["height"]
+    for name, value in (("width", width), ("height", height)):
+        if not _is_int(value) or not 0 < value <= MAX_IMAGE_SIDE:
+            raise ProtocolError("bad_type", f"'{name}' must be an integer in [1, {MAX_IMAGE_SIDE}] pixels, got {value!r}")
+    kp_in = msg["kp"]
+    if not isinstance(kp_in, (list, tuple)):
+        raise ProtocolError("bad_type", "'kp' must be a list of [x, y] or [x, y, confidence]")
+    n = LAYOUTS[layout_name].num_joints
+    if len(kp_in) != n:
+        raise ProtocolError("wrong_joint_count", f"layout {layout_name} has {n} joints, 'kp' has {len(kp_in)}")
+    kp = np.full((n, 2), np.nan)
+    conf = np.ones(n)
+    has_conf = False
+    for j, p in enumerate(kp_in):
+        if p is None:  # an absent joint stays NaN
+            continue
+        if not isinstance(p, (list, tuple)) or len(p) not in (2, 3) or not all(_is_number(c) for c in p):
+            raise ProtocolError("bad_type", f"kp[{j}] must be [x, y] or [x, y, confidence] numbers (or nil), got {p!r}"[:200])
+        x, y = float(p[0]), float(p[1])
+        if math.isinf(x) or math.isinf(y) or (math.isnan(x) != math.isnan(y)):
+            raise ProtocolError("non_finite", f"kp[{j}] = [{x}, {y}]: inf, or NaN in only one coordinate")
+        if len(p) == 3:
+            has_conf = True
+            c = float(p[2])
+            if not math.isfinite(c):
+                raise ProtocolError("non_finite", f"kp[{j}] confidence is {c}")
+            conf[j] = min(max(c, 0.0), 1.0)
+        kp[j] = (x, y)
+    return Frame2D(stream, int(frame), float(t), layout_name, int(width), int(height), kp,
+                   conf if has_conf else None)
+
+
+def decode_input(data: bytes) -> Frame2D:
+    """Bytes of one v1 input message -> Frame2D; raise ProtocolError with the reason."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("oversized", f"message is {len(data)} bytes, the limit is {MAX_MESSAGE_BYTES}")
+    try:
+        msg = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+    except Exception as exc:  # ExtraData, FormatError, StackError, UnicodeDecodeError, ...
+        raise ProtocolError("malformed_msgpack", f"{type(exc).__name__}: {exc}"[:200]) from None
+    return validate_input(msg)
+
+
+def encode_input(stream: str, frame: int, kp: Any, *, width: int, height: int,
+                 layout: str = "h36m17", t: float | None = None) -> bytes:
+    """Build one v1 input message (what a 2D detector sends). ``kp`` (J, 2|3) pixels;
+    NaN rows are sent as nil (absent joint)."""
+    rows = []
+    for p in np.asarray(kp, dtype=np.float64).tolist():
+        rows.append(None if any(math.isnan(c) for c in p[:2]) else p)
+    return msgpack.packb({
+        "v": VERSION, "stream": stream, "frame": int(frame),
+        "t": time.time() if t is None else float(t),
+        "layout": layout, "width": int(width), "height": int(height), "kp": rows,
+    }, use_bin_type=True)
+
+
+def pose_topic(stream: str) -> str:
+    return POSE_TOPIC_PREFIX + stream
+
+
+def encode_pose(*, stream: str, frame: int, t: float, joints: np.ndarray, valid: bool, warmup: bool,
+                filled: list[int], latency_ms: float, gap: int = 0, root: np.ndarray | None = None,
+                t_out: float | None = None) -> bytes:
+    """One v1 output message. ``joints`` (17, 3) metres, root-relative, camera frame."""
+    msg = {
+        "v": VERSION,
+        "type": "pose3d",
+        "stream": stream,
+        "frame": int(frame),
+        "t": float(t),
+        "t_out": time.time() if t_out is None else float(t_out),
+        "latency_ms": float(latency_ms),
+        "layout": "h36m17",
+        "joint_names": list(H36M_JOINT_NAMES),
+        "joints": np.asarray(joints, dtype=np.float64).tolist(),
+        "valid": bool(valid),
+        "warmup": bool(warmup),
+        "filled": [int(j) for j in filled],
+        "gap": int(gap),
+        "root": None if root is None else np.asarray(root, dtype=np.float64).reshape(3).tolist(),
+    }
+    return msgpack.packb(msg, use_bin_type=True)
+
+
+def encode_status(event: str, counters: dict[str, Any], *, stream: str | None = None,
+                  reason: str | None = None, detail: str | None = None) -> bytes:
+    """A status message: ``event`` is "counters", "rejected", "reset" or "error"."""
+    msg = {"v": VERSION, "type": "status", "event": event, "t_out": time.time(),
+           "stream": stream, "reason": reason, "detail": detail, "counters": counters}
+    return msgpack.packb(msg, use_bin_type=True)
+
+
+def decode_message(data: bytes) -> dict[str, Any]:
+    """Decode an output (pose3d or status) message; for consumers and tests."""
+    msg = msgpack.unpackb(data, raw=False)
+    if not isinstance(msg, dict) or msg.get("v") != VERSION:
+        raise ValueError("not a poselift v1 message")
+    return msg

@@ -1,0 +1,222 @@
+"""ZeroMQ side of the lifting loop: receive 2D, lift with :class:`LiftEngine`, publish 3D.
+
+Socket choices (explained for consumers in docs/protocol.md):
+
+* default (live): input **SUB** subscribed to everything, output **PUB**. A slow or
+  absent consumer never stalls the lifter; PUB drops for that consumer once its send
+  high-water mark (``PUB_SNDHWM``) is reached.
+* ``lossless``: input **PULL**, output **PUSH**. Nothing is dropped: when the consumer
+  falls behind, PUSH blocks, the server stops reading, and PULL/PUSH backpressure reaches
+  the sender. Every accepted input frame gives exactly one pose message.
+
+Both addresses are *bound* by the server (senders and consumers connect) and default to
+127.0.0.1. Output messages are two frames, ``[topic, msgpack map]``; with
+``single_frame=True`` only the map is sent (for consumers that use ZMQ_CONFLATE).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import zmq
+
+from .engine import Event, LiftEngine, PoseOut
+from .protocol import (
+    STATUS_TOPIC,
+    ProtocolError,
+    decode_input,
+    encode_pose,
+    encode_status,
+    pose_topic,
+)
+
+from . import DEFAULT_INPUT, DEFAULT_PUBLISH  # noqa: F401  (re-exported)
+
+PUB_SNDHWM = 1000    # ~30 s of one 30 fps stream buffered per slow subscriber, then drop
+PUSH_SNDHWM = 1000   # lossless: queue this many, then block (backpressure), never drop
+RCVHWM = 10000       # input queue: absorb bursts from many senders
+PUB_LINGER_MS = 1000   # on close, give queued poses a second to leave, never hang
+PUSH_LINGER_MS = 10000  # lossless: wait longer for the consumer to take the tail
+MAXMSGSIZE = 1 << 20  # hard cap in libzmq (peer disconnected); 64 KiB..1 MiB is counted "oversized"
+MAX_DRAIN = 512       # input messages read per loop iteration before stepping the model
+
+
+def normalize_address(addr: str | int, default_host: str = "127.0.0.1") -> str:
+    """``5555`` or ``"5555"`` -> ``tcp://127.0.0.1:5555``; ``host:port`` -> ``tcp://host:port``;
+    full ZeroMQ endpoints (``tcp://``, ``ipc://``, ``inproc://``) are kept as given."""
+    a = str(addr).strip()
+    if "://" in a:
+        return a
+    if a.isdigit() or a == "*":
+        return f"tcp://{default_host}:{a}"
+    if ":" in a:
+        return f"tcp://{a}"
+    raise ValueError(f"not a ZeroMQ address: {addr!r} (expected e.g. tcp://127.0.0.1:5556 or 5556)")
+
+
+def bind(sock: zmq.Socket, addr: str) -> str:
+    """Bind and return the resolved endpoint (a ``*`` port becomes the chosen port)."""
+    addr = normalize_address(addr)
+    try:
+        sock.bind(addr)
+    except zmq.ZMQError as exc:
+        raise OSError(f"cannot bind {addr}: {exc.strerror} (is another poselift running? "
+                      f"use another port, or tcp://127.0.0.1:* for a free one)") from None
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+class PosePublisher:
+    """Binds the output socket and sends pose and status messages.
+
+    ``lossless``: PUSH (blocks when the consumer is behind) instead of PUB (drops).
+    """
+
+    def __init__(self, addr: str = DEFAULT_PUBLISH, *, lossless: bool = False, single_frame: bool = False,
+                 context: zmq.Context | None = None) -> None:
+        self.context = context or zmq.Context.instance()
+        self.lossless = lossless
+        self.single_frame = single_frame
+        self.sock = self.context.socket(zmq.PUSH if lossless else zmq.PUB)
+        self.sock.setsockopt(zmq.SNDHWM, PUSH_SNDHWM if lossless else PUB_SNDHWM)
+        self.sock.setsockopt(zmq.LINGER, PUSH_LINGER_MS if lossless else PUB_LINGER_MS)
+        self.endpoint = bind(self.sock, addr)
+        self.published = 0
+
+    def _send(self, topic: str, payload: bytes) -> None:
+        if self.single_frame:
+            self.sock.send(payload)
+        else:
+            self.sock.send_multipart([topic.encode(), payload])
+
+    def send_pose(self, p: PoseOut) -> float:
+        """Publish one pose; returns its latency in ms (receipt to send)."""
+        latency_ms = (time.perf_counter() - p.t_recv) * 1000.0
+        self._send(pose_topic(p.stream), encode_pose(
+            stream=p.stream, frame=p.frame, t=p.t, joints=p.joints, valid=p.valid, warmup=p.warmup,
+            filled=p.filled, latency_ms=latency_ms, gap=p.gap, root=p.root))
+        self.published += 1
+        return latency_ms
+
+    def send_status(self, event: str, counters: dict[str, Any], **kw: Any) -> None:
+        self._send(STATUS_TOPIC, encode_status(event, counters, **kw))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class PoseServer:
+    """``poselift serve``: a ZeroMQ 2D feed in, 3D poses out.
+
+    Create it (this binds both addresses; see :attr:`input_endpoint` and
+    :attr:`publish_endpoint` for the resolved ones), then call :meth:`serve_forever`
+    or :meth:`poll_once` from one thread, and :meth:`close`.
+    """
+
+    def __init__(self, engine: LiftEngine, input_addr: str = DEFAULT_INPUT, publish_addr: str = DEFAULT_PUBLISH,
+                 *, lossless: bool = False, single_frame: bool = False, status_interval_s: float = 1.0,
+                 context: zmq.Context | None = None) -> None:
+        self.engine = engine
+        self.context = context or zmq.Context.instance()
+        self.lossless = lossless
+        self.status_interval_s = status_interval_s
+        self.inp = self.context.socket(zmq.PULL if lossless else zmq.SUB)
+        self.inp.setsockopt(zmq.RCVHWM, RCVHWM)
+        self.inp.setsockopt(zmq.MAXMSGSIZE, MAXMSGSIZE)
+        self.inp.setsockopt(zmq.LINGER, 0)
+        if not lossless:
+            self.inp.setsockopt(zmq.SUBSCRIBE, b"")
+        try:
+            self.input_endpoint = bind(self.inp, input_addr)
+            self.publisher = PosePublisher(publish_addr, lossless=lossless, single_frame=single_frame,
+                                           context=self.context)
+        except BaseException:
+            self.inp.close()
+            raise
+        self.publish_endpoint = self.publisher.endpoint
+        self.received = 0
+        self.accepted = 0
+        self.rejected: Counter[str] = Counter()
+        self.latencies_ms: list[float] = []
+        self._last_status = time.monotonic()
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------------- status
+    def counters(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "accepted": self.accepted,
+            "published": self.publisher.published,
+            "rejected": dict(self.rejected),
+            "rejected_total": sum(self.rejected.values()),
+            "resets": self.engine.counters["resets"],
+            "streams": len(self.engine.streams),
+        }
+
+    def _report(self, events: list[Event]) -> None:
+        for ev in events:
+            if ev.kind == "rejected":
+                self.rejected[ev.reason] += 1
+            self.publisher.send_status(ev.kind, self.counters(), stream=ev.stream, reason=ev.reason,
+                                       detail=ev.detail)
+
+    # --------------------------------------------------------------------- loop
+    def poll_once(self, timeout_ms: int = 100) -> int:
+        """Wait up to ``timeout_ms`` for input, read what is queued (up to MAX_DRAIN
+        messages), lift it in batches and publish. Returns the number of messages read."""
+        n = 0
+        if self.inp.poll(timeout_ms, zmq.POLLIN):
+            while n < MAX_DRAIN:
+                try:
+                    parts = self.inp.recv_multipart(zmq.NOBLOCK, copy=True)
+                except zmq.Again:
+                    break
+                n += 1
+                self.received += 1
+                t_recv = time.perf_counter()
+                try:
+                    f = decode_input(parts[-1])
+                    f.t_recv = t_recv
+                    self.engine.submit(f)
+                    self.accepted += 1
+                except ProtocolError as exc:
+                    self.engine.events.append(Event("rejected", None, exc.reason, exc.detail))
+        if n:
+            for p in self.engine.run():
+                self.latencies_ms.append(self.publisher.send_pose(p))
+            self._report(self.engine.take_events())
+        now = time.monotonic()
+        if self.status_interval_s and now - self._last_status >= self.status_interval_s:
+            self._last_status = now
+            self.publisher.send_status("counters", self.counters())
+        return n
+
+    def serve_forever(self, *, max_frames: int | None = None, duration_s: float | None = None) -> dict[str, Any]:
+        """Run until :meth:`stop`, Ctrl-C, ``max_frames`` published poses or ``duration_s``."""
+        t_end = None if duration_s is None else time.monotonic() + duration_s
+        while not self._stop.is_set():
+            self.poll_once(50)
+            if max_frames is not None and self.publisher.published >= max_frames:
+                break
+            if t_end is not None and time.monotonic() >= t_end:
+                break
+        for p in self.engine.flush():  # symmetric models: the poses still pending
+            self.latencies_ms.append(self.publisher.send_pose(p))
+        self.publisher.send_status("counters", self.counters())
+        return self.counters()
+
+    def stop(self) -> None:
+        """Ask :meth:`serve_forever` (running in another thread) to return."""
+        self._stop.set()
+
+    def close(self) -> None:
+        self.inp.close()
+        self.publisher.close()
+
+    def __enter__(self) -> "PoseServer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
