@@ -93,7 +93,7 @@ def _conv(layer: FoldedConv, x: torch.Tensor) -> torch.Tensor:
 
 def _fold(conv: nn.Conv1d, bn: nn.BatchNorm1d | None, relu: bool) -> FoldedConv:
     w = conv.weight.detach().double()
-    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
     if bn is not None:
         scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
         w = w * scale[:, None, None]

@@ -231,7 +231,8 @@ class Corruption:
     """Detector-like corruption of 2D keypoints; everything off by default.
 
     ``noise_px``: std of Gaussian pixel noise (per image of width 1000 px; scaled with
-    the image). ``missing_prob``: chance that a joint is missing in a frame; a missing
+    the image; with ``random_strength`` each sequence gets a std drawn uniformly from
+    [0, noise_px], so a model sees clean and noisy input alike). ``missing_prob``: chance that a joint is missing in a frame; a missing
     joint is filled as the stream fills it (holding its last good value).
     ``swap_prob``: chance per frame that left and right are swapped.
     """
@@ -239,6 +240,7 @@ class Corruption:
     noise_px: float = 0.0
     missing_prob: float = 0.0
     swap_prob: float = 0.0
+    random_strength: bool = False  # training: each sample's noise std drawn from [0, noise_px]
 
     @property
     def active(self) -> bool:
@@ -262,6 +264,8 @@ def corrupt_keypoints(px: torch.Tensor, size: torch.Tensor, corruption: Corrupti
         out[swap] = out[swap][:, flip_perm]
     if corruption.noise_px > 0:
         scale = (size[:, 0] / 1000.0 * corruption.noise_px).to(px.dtype).reshape(n, 1, 1, 1)
+        if corruption.random_strength:
+            scale = scale * rand(n).to(px.dtype).reshape(n, 1, 1, 1)
         out = out + torch.randn((n, t, j, 2), generator=generator).to(dev).to(px.dtype) * scale
     if corruption.missing_prob > 0:
         missing = rand(n, t, j) < corruption.missing_prob

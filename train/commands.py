@@ -52,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-flip", action="store_true", help="disable flip augmentation")
     p.add_argument("--no-distortion", action="store_true", help="train with distortion-free cameras")
     p.add_argument("--validation-subjects", type=_subjects, default=None, help="comma list (default 09,12,94)")
+    p.add_argument("--train-subjects", type=_subjects, default=(), help="train only on these subjects")
     p.add_argument("--semi-supervised", action="store_true", help="back-projection on unlabelled subjects")
     p.add_argument("--labeled", type=_subjects, default=(), help="labelled subjects for --semi-supervised")
     p.add_argument("--warmup-epochs", type=int, default=1)
@@ -98,7 +99,7 @@ def run_train(args: argparse.Namespace) -> int:
         fps=args.fps, epochs=args.epochs, batch_size=args.batch_size, chunk=args.chunk, lr=args.lr,
         lr_decay=args.lr_decay, flip=not args.no_flip, variants=args.variants, noise_px=args.noise_px,
         missing_prob=args.missing_prob, swap_prob=args.swap_prob, distortion=not args.no_distortion,
-        seed=args.seed, max_batches_per_epoch=args.max_batches, semi_supervised=args.semi_supervised,
+        seed=args.seed, max_batches_per_epoch=args.max_batches, train_subjects=args.train_subjects, semi_supervised=args.semi_supervised,
         labeled_subjects=args.labeled, warmup_epochs=args.warmup_epochs, half_weights=args.half, **kwargs)
     result = train(config, args.out, resume=args.resume, device=args.device)
     if result.interrupted:

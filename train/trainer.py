@@ -68,6 +68,7 @@ class TrainConfig:
     validation_subjects: tuple[str, ...] = VALIDATION_SUBJECTS
     eval_cameras: int = 4
     max_batches_per_epoch: int = 0  # 0 = a full epoch
+    train_subjects: tuple[str, ...] = ()  # empty: every non-validation subject
     semi_supervised: bool = False
     labeled_subjects: tuple[str, ...] = ()
     warmup_epochs: int = 1
@@ -127,6 +128,8 @@ class Trainer:
             takes = load_takes(config.data, fps=config.fps, variants=config.variants, seed=config.seed,
                                progress=progress)
         train_takes, self.val_takes = split_takes(takes, tuple(config.validation_subjects))
+        if config.train_subjects:
+            train_takes = [t for t in train_takes if t.subject in set(config.train_subjects)]
         if not train_takes:
             raise ValueError("no training takes left after the validation split")
         torch.manual_seed(config.seed)
@@ -134,7 +137,7 @@ class Trainer:
         self.trajectory_model: TemporalModel | None = None
         params = list(self.model.parameters())
         rf = self.model.receptive_field()
-        corruption = Corruption(config.noise_px, config.missing_prob, config.swap_prob)
+        corruption = Corruption(config.noise_px, config.missing_prob, config.swap_prob, random_strength=True)
 
         def sampler(ts: list[Take]) -> WindowSampler:
             return WindowSampler(ts, rf, config.causal, config.chunk, self.device, config.flip, corruption,
