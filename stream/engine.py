@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -209,11 +210,20 @@ class LiftEngine:
         s.queue.append(("empty", meta) if r.x is None else ("step", r.x, meta))
 
     # ----------------------------------------------------------------------- run
-    def run(self) -> list[PoseOut]:
-        """Step all queued frames, batching streams round by round; return finished poses."""
+    def run(self, emit: Callable[[PoseOut], None] | None = None) -> list[PoseOut]:
+        """Step all queued frames, batching streams round by round; return finished poses.
+
+        With ``emit``, each pose is handed to it as soon as its round is done (so the
+        first frames of a backlog are published without waiting for the last) and the
+        returned list is empty.
+        """
         out: list[PoseOut] = self._pending_out
         self._pending_out = []
         while True:
+            if emit is not None:
+                for p in out:
+                    emit(p)
+                out = []
             batch: list[tuple[_Stream, np.ndarray, _Meta | None]] = []
             for s in self.streams.values():
                 while s.queue and s.queue[0][0] != "step":
@@ -226,6 +236,10 @@ class LiftEngine:
                     _, x, meta = s.queue.popleft()
                     batch.append((s, x, meta))
             if not batch:
+                if emit is not None:
+                    for p in out:
+                        emit(p)
+                    return []
                 return out
             slots = [s.slot for s, _, _ in batch]
             x = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.float32))

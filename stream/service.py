@@ -184,8 +184,7 @@ class PoseServer:
                 except ProtocolError as exc:
                     self.engine.events.append(Event("rejected", None, exc.reason, exc.detail))
         if n:
-            for p in self.engine.run():
-                self.latencies_ms.append(self.publisher.send_pose(p))
+            self.engine.run(emit=lambda p: self.latencies_ms.append(self.publisher.send_pose(p)))
             self._report(self.engine.take_events())
         now = time.monotonic()
         if self.status_interval_s and now - self._last_status >= self.status_interval_s:

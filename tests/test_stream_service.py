@@ -1,0 +1,272 @@
+"""Loopback over ZeroMQ: serve in lossless mode gives exactly one pose per accepted frame,
+equal to the offline model; bad input is counted and reported, never fatal."""
+
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import torch
+
+from model import TemporalModel, lift_sequence
+from model.normalization import normalize_screen
+from stream.client import KeypointSender, PoseReceiver
+from stream.engine import LiftEngine
+from stream.protocol import Frame2D
+from stream.service import PoseServer, normalize_address
+from tests.helpers import random_model
+from tests.stream_helpers import HEIGHT, WIDTH, ServerThread, project, synthetic_poses
+
+ANY = "tcp://127.0.0.1:*"
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def start(model, lossless=True, **kw):
+    server = PoseServer(LiftEngine(model, max_streams=kw.pop("max_streams", 4)), ANY, ANY, lossless=lossless, **kw)
+    rx = PoseReceiver(server.publish_endpoint, lossless=lossless)
+    tx = KeypointSender(server.input_endpoint, lossless=lossless)
+    return server, ServerThread(server), tx, rx
+
+
+def collect(rx, n, timeout=20.0):
+    poses, status = [], []
+    t_end = time.monotonic() + timeout
+    while len(poses) < n and time.monotonic() < t_end:
+        msg = rx.recv(200)
+        if msg is None:
+            continue
+        (poses if msg["type"] == "pose3d" else status).append(msg)
+        if msg["type"] == "pose3d":
+            msg["_t_rx"] = time.time()
+    return poses, status
+
+
+def offline(model, kp_px):
+    x = torch.from_numpy(normalize_screen(kp_px, WIDTH, HEIGHT))[None]
+    return lift_sequence(model, x)[0].numpy()
+
+
+def test_loopback_lossless_one_stream_equals_offline():
+    model = random_model((3, 3, 3), causal=True, channels=64)
+    N = 300
+    kp = project(synthetic_poses(N))
+    server, th, tx, rx = start(model)
+    import threading
+
+    got = {}
+    receiver = threading.Thread(target=lambda: got.update(poses=collect(rx, N)[0]))  # receive while sending
+    receiver.start()
+    try:
+        for t in range(N):
+            tx.send("cam0", t, kp[t], width=WIDTH, height=HEIGHT, t=time.time())
+            time.sleep(0.002)  # paced (500 fps), so the latency is not queueing behind a burst
+        receiver.join(30)
+        poses = got["poses"]
+    finally:
+        counters = th.stop()
+        tx.close()
+        rx.close()
+    assert len(poses) == N
+    assert [p["frame"] for p in poses] == list(range(N)) and {p["stream"] for p in poses} == {"cam0"}
+    got = np.array([p["joints"] for p in poses])
+    np.testing.assert_allclose(got, offline(model, kp), atol=1e-5, rtol=0)
+    assert all(p["valid"] for p in poses)
+    assert [p["warmup"] for p in poses] == [t < model.receptive_field() - 1 for t in range(N)]
+    assert counters["received"] == counters["accepted"] == counters["published"] == N
+    lat = np.array([(p["_t_rx"] - p["t"]) * 1000 for p in poses])
+    print(f"\nloopback {N} sent / {len(poses)} received; end-to-end latency p50 {np.percentile(lat, 50):.2f} ms "
+          f"p99 {np.percentile(lat, 99):.2f} ms; server p50 {np.percentile([p['latency_ms'] for p in poses], 50):.2f} ms")
+
+
+def test_loopback_two_interleaved_streams_batched():
+    model = random_model((3, 3, 3), causal=True, channels=48, seed=1)
+    N = 120
+    kp = {"a": project(synthetic_poses(N, seed=1)), "b": project(synthetic_poses(N, seed=2))}
+    server, th, tx, rx = start(model)
+    rng = np.random.default_rng(0)
+    try:
+        sent = {"a": 0, "b": 0}
+        while min(sent.values()) < N:  # irregular interleaving, bursts of either stream
+            s = "a" if (sent["b"] >= N or (sent["a"] < N and rng.random() < 0.5)) else "b"
+            tx.send(s, sent[s], kp[s][sent[s]], width=WIDTH, height=HEIGHT)
+            sent[s] += 1
+        poses, _ = collect(rx, 2 * N)
+    finally:
+        counters = th.stop()
+        tx.close()
+        rx.close()
+    assert len(poses) == 2 * N and counters["published"] == 2 * N
+    for s in "ab":
+        mine = [p for p in poses if p["stream"] == s]
+        assert [p["frame"] for p in mine] == list(range(N))
+        np.testing.assert_allclose(np.array([p["joints"] for p in mine]), offline(model, kp[s]), atol=1e-5, rtol=0)
+    eng = server.engine.counters
+    assert eng["batched_rows"] == 2 * N and eng["batches"] < 2 * N  # streams were stepped together
+
+
+def test_symmetric_model_lossless_flushes_on_stop():
+    model = random_model((3, 3), causal=False, channels=32, seed=3)
+    N = 40
+    kp = project(synthetic_poses(N, seed=3))
+    server, th, tx, rx = start(model)
+    try:
+        for t in range(N):
+            tx.send("s", t, kp[t], width=WIDTH, height=HEIGHT)
+        first, _ = collect(rx, N - server.engine.latency_frames, timeout=10)
+        server.stop()  # the last latency_frames poses come out on flush
+        rest, _ = collect(rx, server.engine.latency_frames, timeout=10)
+    finally:
+        th.stop()
+        tx.close()
+        rx.close()
+    poses = first + rest
+    assert [p["frame"] for p in poses] == list(range(N))
+    np.testing.assert_allclose(np.array([p["joints"] for p in poses]), offline(model, kp), atol=1e-5, rtol=0)
+
+
+def test_bad_input_over_the_wire_is_counted_and_reported():
+    model = random_model((3, 3), causal=True, channels=32)  # receptive field 9: warm by frame 19
+    kp = project(synthetic_poses(30))
+    server, th, tx, rx = start(model)
+    bad = {
+        "malformed_msgpack": b"\xc1\xc1\xc1",
+        "not_a_map": msgpack.packb("hello"),
+        "missing_field": msgpack.packb({"v": 1, "stream": "s"}),
+        "bad_type": msgpack.packb({"v": 1, "stream": "s", "frame": "x", "t": 0.0, "layout": "h36m17",
+                                   "width": 640, "height": 480, "kp": [[0, 0]] * 17}),
+        "wrong_joint_count": msgpack.packb({"v": 1, "stream": "s", "frame": 50, "t": 0.0, "layout": "coco17",
+                                            "width": 640, "height": 480, "kp": [[0, 0]] * 12}),
+        "non_finite": msgpack.packb({"v": 1, "stream": "s", "frame": 50, "t": 0.0, "layout": "h36m17",
+                                     "width": 640, "height": 480, "kp": [[float("inf"), 0]] * 17}),
+        "oversized": msgpack.packb({"v": 1, "pad": b"x" * 100_000}),
+        "bad_version": msgpack.packb({"v": 99}),
+        "unknown_layout": msgpack.packb({"v": 1, "stream": "s", "frame": 50, "t": 0.0, "layout": "body25",
+                                         "width": 640, "height": 480, "kp": [[0, 0]] * 25}),
+    }
+    try:
+        for t in range(10):
+            tx.send("s", t, kp[t], width=WIDTH, height=HEIGHT)
+        for data in bad.values():
+            tx.send_raw(data)
+        for t in range(10, 20):
+            tx.send("s", t, kp[t], width=WIDTH, height=HEIGHT)
+        tx.send("s", 5, kp[5], width=WIDTH, height=HEIGHT)  # sender restarted
+        tx.send("s", 6, kp[6], width=WIDTH, height=HEIGHT)
+        poses, status = collect(rx, 22)
+        time.sleep(0.2)
+        while (msg := rx.recv(100)) is not None:
+            status.append(msg)
+    finally:
+        counters = th.stop()
+        tx.close()
+        rx.close()
+    assert [p["frame"] for p in poses] == list(range(20)) + [5, 6]  # nothing accepted was lost
+    assert poses[20]["warmup"] and not poses[19]["warmup"]  # the restart began afresh
+    rejected = {m["reason"] for m in status if m["event"] == "rejected"}
+    assert rejected == set(bad)
+    assert all(m["detail"] for m in status if m["event"] == "rejected")
+    resets = [m for m in status if m["event"] == "reset"]
+    assert [(m["stream"], m["reason"]) for m in resets] == [("s", "restart")]
+    assert counters["rejected"] == {reason: 1 for reason in bad}
+    assert counters["received"] == 22 + len(bad) and counters["accepted"] == counters["published"] == 22
+    assert counters["resets"] == 1
+
+
+def test_missing_joints_and_dropped_frames_are_marked():
+    model = random_model((3, 3, 3), causal=True, channels=32)
+    kp = project(synthetic_poses(20))
+    kp_conf = np.concatenate([kp, np.ones((20, 17, 1))], axis=-1)
+    kp_conf[4, 13, 2] = 0.1  # low confidence: left wrist
+    kp_conf[5, 16, :2] = np.nan  # absent: right wrist
+    server, th, tx, rx = start(model)
+    try:
+        for t in [0, 1, 2, 3, 4, 5, 9, 10]:  # 6, 7, 8 dropped
+            tx.send("s", t, kp_conf[t], width=WIDTH, height=HEIGHT)
+        poses, _ = collect(rx, 8)
+    finally:
+        th.stop()
+        tx.close()
+        rx.close()
+    by = {p["frame"]: p for p in poses}
+    assert by[4]["filled"] == [13] and by[5]["filled"] == [16] and by[3]["filled"] == []
+    assert by[9]["gap"] == 3 and by[10]["gap"] == 0 and all(p["valid"] for p in poses)
+
+
+def test_pub_sub_serve_and_listen_talk():
+    from stream.apps import run_listen
+
+    model = random_model((3, 3, 3), causal=True, channels=32)
+    kp = project(synthetic_poses(400))
+    server = PoseServer(LiftEngine(model), ANY, ANY, lossless=False)
+    th = ServerThread(server)
+    tx = KeypointSender(server.input_endpoint)
+    import io
+    import threading
+
+    buf = io.StringIO()
+    result = {}
+    listener = threading.Thread(target=lambda: result.update(
+        run_listen(server.publish_endpoint, count=20, timeout=15, out=buf, status=False)))
+    listener.start()
+    try:
+        t = 0
+        while listener.is_alive() and t < 400:  # PUB/SUB: keep sending until the subscriber joined
+            tx.send("cam0", t, kp[t], width=WIDTH, height=HEIGHT)
+            t += 1
+            time.sleep(0.01)
+        listener.join(15)
+    finally:
+        th.stop()
+        tx.close()
+    assert result["poses"] == 20
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 20 and all(line.startswith("pose3d cam0 frame ") for line in lines)
+
+
+def test_too_many_streams_rejected_then_idle_stream_evicted():
+    model = random_model((3, 3), causal=True, channels=16)
+    eng = LiftEngine(model, max_streams=2, evict_after_s=3600)
+    kp = project(synthetic_poses(3))
+    frames = [Frame2D(s, 0, 0.0, "h36m17", WIDTH, HEIGHT, kp[0]) for s in "abc"]
+    out = eng.process(frames)
+    assert sorted(p.stream for p in out) == ["a", "b"]
+    assert [(e.kind, e.reason) for e in eng.take_events()] == [("rejected", "too_many_streams")]
+    eng.evict_after_s = 0.0
+    out = eng.process([Frame2D("c", 0, 0.0, "h36m17", WIDTH, HEIGHT, kp[0])])
+    assert [p.stream for p in out] == ["c"]
+    assert [(e.kind, e.reason) for e in eng.take_events()] == [("reset", "evicted")]
+
+
+def test_trajectory_model_adds_root():
+    pose_model = random_model((3, 3), causal=True, channels=16)
+    torch.manual_seed(0)
+    traj = TemporalModel(filter_widths=(3, 3), causal=True, channels=16, num_joints_out=1).eval()
+    eng = LiftEngine(pose_model, trajectory_model=traj)
+    kp = project(synthetic_poses(5))
+    out = eng.process([Frame2D("s", t, 0.0, "h36m17", WIDTH, HEIGHT, kp[t]) for t in range(5)])
+    ref = lift_sequence(traj, torch.from_numpy(normalize_screen(kp, WIDTH, HEIGHT))[None])[0, :, 0].numpy()
+    np.testing.assert_allclose(np.array([p.root for p in out]), ref, atol=1e-5)
+
+
+def test_addresses_default_to_localhost():
+    assert normalize_address(5555) == "tcp://127.0.0.1:5555"
+    assert normalize_address("0.0.0.0:7000") == "tcp://0.0.0.0:7000"
+    assert normalize_address("ipc:///tmp/x") == "ipc:///tmp/x"
+    with pytest.raises(ValueError):
+        normalize_address("nonsense")
+
+
+def test_busy_port_is_a_clear_error():
+    model = random_model((3,), causal=True, channels=8)
+    server = PoseServer(LiftEngine(model), ANY, ANY)
+    try:
+        with pytest.raises(OSError, match="cannot bind"):
+            PoseServer(LiftEngine(model), server.input_endpoint, ANY)
+    finally:
+        server.close()
