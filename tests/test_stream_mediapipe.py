@@ -1,0 +1,91 @@
+"""MediaPipe on a real photo (skimage's astronaut) and the video path on a clip made from it."""
+
+import numpy as np
+import pytest
+import torch
+
+from stream.engine import LiftEngine, frame_to_model_input
+from stream.gapfill import GapFiller
+from stream.protocol import Frame2D
+from tests.helpers import random_model
+from tests.stream_helpers import write_checkpoint
+
+skimage_data = pytest.importorskip("skimage.data")
+cv2 = pytest.importorskip("cv2")
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return skimage_data.astronaut()  # (512, 512, 3) RGB, public domain
+
+
+@pytest.fixture(scope="module")
+def astronaut_video(tmp_path_factory, astronaut):
+    """A short clip: the photo drifting a few pixels per frame (MJPG in AVI, always available)."""
+    path = tmp_path_factory.mktemp("video") / "astronaut.avi"
+    h, w = astronaut.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (w, h))
+    assert writer.isOpened()
+    bgr = cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR)
+    for i in range(8):
+        writer.write(np.roll(bgr, 2 * i, axis=1))
+    writer.release()
+    return path
+
+
+def test_mediapipe_on_astronaut_gives_17_finite_joints(astronaut):
+    from stream.sources import MediaPipeDetector
+
+    with MediaPipeDetector(static_image_mode=True) as det:
+        kp, conf = det.detect(astronaut)
+    assert kp.shape == (33, 2) and conf.shape == (33,)
+    h, w = astronaut.shape[:2]
+    f = Frame2D("img", 0, 0.0, "mediapipe33", w, h, kp, conf)
+    x = frame_to_model_input(f, 0.5)
+    # The face and shoulders are clearly visible; the legs are out of the picture.
+    assert np.isfinite(x[[8, 9, 10, 11, 14]]).all()
+    r = GapFiller().process(x, 0)
+    assert r.valid and r.x.shape == (17, 2) and np.isfinite(r.x).all()
+    eng = LiftEngine(random_model((3, 3), causal=True, channels=32))
+    (pose,) = eng.process([f])
+    assert pose.joints.shape == (17, 3) and np.isfinite(pose.joints).all()
+    assert set(pose.filled) >= {3, 6}  # ankles were filled, and say so
+
+
+def test_video_command_writes_npz(tmp_path, astronaut_video):
+    from stream.apps import run_video
+
+    ckpt = write_checkpoint(tmp_path / "m.pt", causal=False, widths=(3, 3))
+    out = tmp_path / "out.npz"
+    res = run_video(astronaut_video, out=out, checkpoint=ckpt, device="cpu", render=tmp_path / "out.gif")
+    with np.load(out) as z:
+        assert z["poses3d"].shape == (8, 17, 3) and np.isfinite(z["poses3d"]).all()
+        assert z["keypoints2d"].shape == (8, 17, 2) and z["frames"].tolist() == list(range(8))
+        assert z["valid"].all() and int(z["width"]) == 512
+    assert res["frames"] == 8 and (tmp_path / "out.gif").stat().st_size > 0
+
+
+def test_webcam_command_headless_on_video(tmp_path, astronaut_video):
+    from stream.apps import run_webcam
+    from stream.client import PoseReceiver  # noqa: F401  (publishing is exercised without a consumer)
+
+    ckpt = write_checkpoint(tmp_path / "m.pt")
+    res = run_webcam(video=str(astronaut_video), checkpoint=ckpt, window=False, device="cpu",
+                     publish="tcp://127.0.0.1:*")
+    assert res["frames"] == 8 and res["valid"] == 8 and res["p50_ms"] > 0
+
+
+def test_cli_video_errors_are_one_line(tmp_path, capsys):
+    from poselift.cli import main
+
+    assert main(["video", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o.npz"),
+                 "--checkpoint", str(write_checkpoint(tmp_path / "m.pt"))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "video file not found" in err
