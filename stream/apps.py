@@ -9,6 +9,7 @@ no traceback).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -254,6 +255,8 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
 
     from .sources import VideoSource
 
+    if window and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise UserError("no display found (DISPLAY is not set); use --no-window to run headless")
     ckpt = load_model(checkpoint, "causal")
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads)
     try:

@@ -89,3 +89,16 @@ def test_cli_video_errors_are_one_line(tmp_path, capsys):
                  "--checkpoint", str(write_checkpoint(tmp_path / "m.pt"))]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "video file not found" in err
+
+
+def test_webcam_window_without_display_is_a_clear_error(tmp_path, astronaut_video, monkeypatch, capsys):
+    import sys
+
+    from poselift.cli import main
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("display detection is Linux-specific")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["webcam", "--video", str(astronaut_video), "--checkpoint", str(write_checkpoint(tmp_path / "m.pt"))]) == 2
+    assert "--no-window" in capsys.readouterr().err
