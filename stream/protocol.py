@@ -41,6 +41,7 @@ REJECT_REASONS: tuple[str, ...] = (
     "wrong_joint_count",  # len(kp) does not match the layout
     "non_finite",         # inf anywhere, NaN in t/confidence, or a half-NaN joint
     "too_many_streams",   # every stream slot of the server is busy
+    "internal_error",     # a bug on the server side; the message is dropped, the server goes on
 )
 
 REQUIRED_FIELDS = ("v", "stream", "frame", "t", "layout", "width", "height", "kp")

@@ -16,8 +16,10 @@ Both addresses are *bound* by the server (senders and consumers connect) and def
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from typing import Any
 
@@ -183,6 +185,9 @@ class PoseServer:
                     self.accepted += 1
                 except ProtocolError as exc:
                     self.engine.events.append(Event("rejected", None, exc.reason, exc.detail))
+                except Exception as exc:  # never let one message take the server down
+                    traceback.print_exc(file=sys.stderr)
+                    self.engine.events.append(Event("rejected", None, "internal_error", f"{type(exc).__name__}: {exc}"))
         if n:
             self.engine.run(emit=lambda p: self.latencies_ms.append(self.publisher.send_pose(p)))
             self._report(self.engine.take_events())

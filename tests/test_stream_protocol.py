@@ -117,3 +117,25 @@ def test_pose_and_status_messages():
     assert msg["root"] == pytest.approx([0.1, 0.2, 3.0])
     st = decode_message(encode_status("rejected", {"received": 1}, reason="oversized", detail="big"))
     assert st["type"] == "status" and st["event"] == "rejected" and st["reason"] == "oversized"
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats() | st.text(max_size=8) | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=20) | st.dictionaries(st.text(max_size=6), inner, max_size=5),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(over=st.dictionaries(st.sampled_from(["v", "stream", "frame", "t", "layout", "width", "height", "kp"]),
+                            _values, max_size=4))
+def test_mutated_messages_only_ever_raise_protocol_error(over):
+    try:
+        f = decode_input(pack(good(**over)))
+    except ProtocolError as exc:
+        assert exc.reason in REJECT_REASONS
+    else:
+        assert f.kp.shape[1] == 2 and not np.isinf(f.kp).any()

@@ -270,3 +270,43 @@ def test_busy_port_is_a_clear_error():
             PoseServer(LiftEngine(model), server.input_endpoint, ANY)
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_precision_is_passed_to_the_streaming_lifter(precision):
+    import inspect
+
+    from model import StreamingLifter
+
+    if "precision" not in inspect.signature(StreamingLifter.__init__).parameters:
+        pytest.skip("this model core has no precision option")
+    model = random_model((3, 3), causal=True, channels=32)
+    kp = project(synthetic_poses(12))
+    frames = [Frame2D("s", t, 0.0, "h36m17", WIDTH, HEIGHT, kp[t]) for t in range(12)]
+    ref = np.stack([p.joints for p in LiftEngine(model).process(frames)])
+    got = np.stack([p.joints for p in LiftEngine(model, precision=precision).process(frames)])
+    assert np.abs(got - ref).max() < 0.05 and np.abs(got - ref).max() > 0
+
+
+def test_internal_error_in_one_message_does_not_stop_the_server(monkeypatch):
+    model = random_model((3, 3), causal=True, channels=16)
+    kp = project(synthetic_poses(4))
+    server, th, tx, rx = start(model)
+    real_submit = server.engine.submit
+
+    def flaky(f):
+        if f.frame == 1:
+            raise RuntimeError("boom")
+        return real_submit(f)
+
+    monkeypatch.setattr(server.engine, "submit", flaky)
+    try:
+        for t in range(4):
+            tx.send("s", t, kp[t], width=WIDTH, height=HEIGHT)
+        poses, _ = collect(rx, 3)
+    finally:
+        counters = th.stop()
+        tx.close()
+        rx.close()
+    assert [p["frame"] for p in poses] == [0, 2, 3]
+    assert counters["rejected"] == {"internal_error": 1}
