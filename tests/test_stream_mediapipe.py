@@ -74,7 +74,6 @@ def test_video_command_writes_npz(tmp_path, astronaut_video):
 
 def test_webcam_command_headless_on_video(tmp_path, astronaut_video):
     from stream.apps import run_webcam
-    from stream.client import PoseReceiver  # noqa: F401  (publishing is exercised without a consumer)
 
     ckpt = write_checkpoint(tmp_path / "m.pt")
     res = run_webcam(video=str(astronaut_video), checkpoint=ckpt, window=False, device="cpu",
