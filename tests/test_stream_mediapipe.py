@@ -101,3 +101,17 @@ def test_webcam_window_without_display_is_a_clear_error(tmp_path, astronaut_vide
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert main(["webcam", "--video", str(astronaut_video), "--checkpoint", str(write_checkpoint(tmp_path / "m.pt"))]) == 2
     assert "--no-window" in capsys.readouterr().err
+
+
+def test_webcam_overlay_draws_2d_and_3d_panels(astronaut):
+    from stream.apps import _draw_overlay
+    from tests.stream_helpers import project, synthetic_poses
+
+    bgr = cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR)
+    pose = synthetic_poses(1)[0]
+    kp = project(pose[None])[0]
+    kp[3] = np.nan  # a missing joint is simply not drawn
+    view = _draw_overlay(bgr, kp, pose, "30 FPS")
+    assert view.shape == (512, 1024, 3)
+    assert (view[:, 512:] != 255).any()  # the 3D panel has a skeleton on it
+    assert _draw_overlay(bgr, kp, None, "").shape == (512, 1024, 3)
