@@ -43,9 +43,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 class StreamState:
     """The whole recurrent state of a batch of streams; tests reset, copy and compare it.
 
-    ``buffers[k]`` is (B, (W_k - 1) * d_k + 1, C_in_k): ring buffer of layer k's inputs,
-    slot ``t % length`` holding the input of frame t (the current frame included, so that
-    one gather reads all W taps). ``frames`` counts the frames each stream has consumed;
+    ``buffers[k]`` is (B, d_k, 2 W_k, C_in_k): ring buffer of layer k's inputs. The input
+    of frame t sits in phase row ``t % d_k`` at positions ``q`` and ``q + W_k`` with
+    ``q = (t // d_k) % W_k``, so the W_k taps of frame t (t - (W_k - 1) d_k, ..., t) are
+    the contiguous run ``q + 1 ... q + W_k``: the step reads them as one view, without a
+    gather or a copy, at the price of twice the memory of a plain ring. ``frames`` counts the frames each stream has consumed;
     a stream with ``frames == 0`` is fresh and gets replicate padding. ``last_input``
     holds each stream's latest input, repeated by :meth:`StreamingLifter.flush`.
     """
@@ -135,27 +137,50 @@ class StreamingLifter:
         self._pointwise_ops = [pack(b.pointwise.weight[:, :, 0], b.pointwise.bias, True) for b in self.net.blocks]
         self._shrink_op = pack(self.net.shrink.weight[:, :, 0], self.net.shrink.bias, False)
 
-        # Gather tables: layer k's W taps of frame t sit in slots (t - OFF) % LEN of its ring.
-        self._lengths = [layer.history + 1 for layer in self._layers]
+        # Ring layout (see StreamState): layer k's input of frame t lives at
+        # [phase = t % d, q = (t // d) % W] and again at q + W, so the W taps of frame t
+        # (t - (W-1) d, ..., t) are the contiguous run q + 1 ... q + W of one phase row.
         self._widths = [layer.width for layer in self._layers]
-        offsets, lengths, self._cols = [], [], []
+        self._dilations = [layer.dilation for layer in self._layers]
+        self._channels = [layer.weight.shape[1] for layer in self._layers]
+        cols_d, cols_w, cols_j, self._cols = [], [], [], []
         col = 0
-        for layer, length in zip(self._layers, self._lengths):
-            offsets.append(torch.arange(layer.width - 1, -1, -1) * layer.dilation)
-            lengths.append(torch.full((layer.width,), length))
-            self._cols.append((col, col + layer.width))
-            col += layer.width
+        for w, d in zip(self._widths, self._dilations):
+            cols_d += [d] * w
+            cols_w += [w] * w
+            cols_j += list(range(w))
+            self._cols.append((col, col + w))
+            col += w
         idx_device = self.device
-        self._off = torch.cat(offsets).to(idx_device)
-        self._len = torch.cat(lengths).to(idx_device)
+        self._col_d = torch.tensor(cols_d, device=idx_device)
+        self._col_w = torch.tensor(cols_w, device=idx_device)
+        self._col_j1 = torch.tensor(cols_j, device=idx_device) + 1
         self._all_rows = torch.arange(batch_size, device=idx_device)
         self._taps = [
-            torch.empty(batch_size * w, layer.weight.shape[1], device=self.device, dtype=self.dtype)
-            for layer, w in zip(self._layers, self._widths)
+            torch.empty(batch_size * w, c, device=self.device, dtype=self.dtype)
+            for w, c in zip(self._widths, self._channels)
         ]
         self._state = self._empty_state()
-        self._graph = None
+        self._views = self._lockstep_views()
+        self._graphs: dict[bool, dict] = {}
         self._use_graph = bool(cuda_graph) and self.device.type == "cuda"
+
+    def _lockstep_views(self) -> list[list[tuple]]:
+        """Per layer and per ring slot ``t % (d W)``: views (write_a, write_b, taps, residual)
+        into the buffers for stepping all streams at the same frame count, so that the hot
+        loop does no index arithmetic at all."""
+        views = []
+        for k, (buf, w, d) in enumerate(zip(self._state.buffers, self._widths, self._dilations)):
+            b, c = buf.shape[0], buf.shape[3]
+            res = None if k == 0 else self._residual_taps[k - 1]
+            per_slot = []
+            for s in range(d * w):
+                ph, q = s % d, s // d
+                taps = buf[:, ph, q + 1: q + w + 1].reshape(b, w * c)  # a view: (W, C) is contiguous
+                residual = None if res is None else buf[:, ph, q + 1 + res]
+                per_slot.append((buf[:, ph, q], buf[:, ph, q + w], taps, residual))
+            views.append(per_slot)
+        return views
 
     # ----------------------------------------------------------------- properties
     @property
@@ -193,8 +218,8 @@ class StreamingLifter:
 
     def _empty_state(self) -> StreamState:
         buffers = [
-            torch.zeros(self.batch_size, length, layer.weight.shape[1], device=self.device, dtype=self.dtype)
-            for layer, length in zip(self._layers, self._lengths)
+            torch.zeros(self.batch_size, d, 2 * w, c, device=self.device, dtype=self.dtype)
+            for w, d, c in zip(self._widths, self._dilations, self._channels)
         ]
         return StreamState(
             buffers,
@@ -243,41 +268,76 @@ class StreamingLifter:
             raise ValueError(
                 f"expected keypoints of shape ({b}, {cfg.num_joints_in}, {cfg.in_features}), got {tuple(x.shape)}"
             )
-        if self._use_graph and indices is None:
+        state = self._state
+        # Rows that form one contiguous run of slots at one frame count take the fast path.
+        first = 0 if indices is None else (idx[0] if b else -1)
+        run = indices is None or (b > 0 and idx[-1] - first == b - 1 and idx == list(range(first, first + b)))
+        if indices is None and self._use_graph:
             y = self._graph_step(x)
+        elif run and (b == 1 or bool((frames == frames[0]).all())):
+            h = x.reshape(b, -1).to(self.device, self.dtype)
+            y = self._lockstep_forward(h, int(frames[0]), first, b)
         else:
             h = x.reshape(b, -1).to(self.device, self.dtype)
             fresh = (frames == 0).nonzero()[:, 0]
             fresh = fresh if fresh.numel() else None
-            y = self._forward(h, rows, frames.to(self._off.device), fresh)
+            y = self._gather_forward(h, rows, frames.to(self._col_d.device), fresh)
         if indices is None:
-            self._state.frames += 1
+            state.frames += 1
         else:
-            self._state.frames[idx] += 1
+            state.frames[idx] += 1
         return y.reshape(b, cfg.num_joints_out, 3).float()
 
-    def _forward(self, h: torch.Tensor, rows: torch.Tensor, times: torch.Tensor, fresh) -> torch.Tensor:
-        """One frame through every layer. ``fresh``: positions (into rows) of fresh streams,
-        None when there are none, or a (b,) bool mask (CUDA graph path)."""
+    def _lockstep_forward(self, h: torch.Tensor, t: int, first: int, b: int) -> torch.Tensor:
+        """Slots ``first .. first + b - 1``, all at frame count ``t``: precomputed views,
+        no index arithmetic (only a slice when the run is not the whole batch)."""
+        state = self._state
+        whole = first == 0 and b == self.batch_size
+        rows = slice(first, first + b)
+        state.last_input[rows].copy_(h)
+        for k, op in enumerate(self._wide_ops):
+            views = self._views[k]
+            write_a, write_b, taps, residual = views[t % len(views)]
+            if not whole:
+                write_a, write_b, taps = write_a[rows], write_b[rows], taps[rows]
+                residual = None if residual is None else residual[rows]
+            if t == 0:  # fresh streams: replicate padding, every slot holds this input
+                buf = state.buffers[k][rows]
+                buf.copy_(h[:, None, None, :].expand_as(buf))
+            else:
+                write_a.copy_(h)
+                write_b.copy_(h)
+            out = op(taps)
+            h = out if k == 0 else self._pointwise_ops[k - 1](out).add_(residual)
+        return self._shrink_op(h)
+
+    def _gather_forward(self, h: torch.Tensor, rows: torch.Tensor, times: torch.Tensor, fresh) -> torch.Tensor:
+        """Streams at different frame counts (or a subset of them): gather the taps.
+
+        ``fresh``: positions (into rows) of fresh streams, None when there are none, or a
+        (b,) bool mask (CUDA graph path)."""
         b = h.shape[0]
         state = self._state
         state.last_input.index_copy_(0, rows, h)
-        # Every layer's tap slots in one shot: (b, sum W) flat row-major ring indices.
-        idx = (times[:, None] - self._off) % self._len + rows[:, None] * self._len
+        # Every layer's tap positions in one shot: (b, sum W) row-major indices into the
+        # flattened (B * d * 2W, C) buffer of each layer.
+        d, w = self._col_d, self._col_w
+        idx = ((rows[:, None] * d + times[:, None] % d) * 2 + 1) * w - w + (times[:, None] // d) % w + self._col_j1
         for k, op in enumerate(self._wide_ops):
             buf = state.buffers[k]
-            length, channels = buf.shape[1], buf.shape[2]
+            width, channels = self._widths[k], self._channels[k]
             flat = buf.view(-1, channels)
             lo, hi = self._cols[k]
             if fresh is not None:
-                if isinstance(fresh, torch.Tensor) and fresh.dtype == torch.bool:
+                if fresh.dtype == torch.bool:
                     sel = buf.index_select(0, rows)
-                    filled = torch.where(fresh[:, None, None], h[:, None, :], sel)
-                    buf.index_copy_(0, rows, filled)
+                    buf.index_copy_(0, rows, torch.where(fresh[:, None, None, None], h[:, None, None, :], sel))
                 else:
-                    buf.index_copy_(0, rows[fresh], h[fresh, None, :].expand(-1, length, -1).contiguous())
-            flat.index_copy_(0, idx[:, hi - 1], h)  # the current frame: tap offset 0
-            width = hi - lo
+                    filled = h[fresh, None, None, :].expand(-1, *buf.shape[1:]).contiguous()
+                    buf.index_copy_(0, rows[fresh], filled)
+            newest = idx[:, hi - 1]
+            flat.index_copy_(0, newest, h)
+            flat.index_copy_(0, newest - width, h)
             taps = self._taps[k][: b * width]
             torch.index_select(flat, 0, idx[:, lo:hi].reshape(-1), out=taps)
             out = op(taps.view(b, width * channels))
@@ -290,16 +350,20 @@ class StreamingLifter:
 
     # ------------------------------------------------------------------ CUDA graph
     def _graph_step(self, x: torch.Tensor) -> torch.Tensor:
-        if self._graph is None:
-            self._capture()
-        g = self._graph
+        """Whole-batch step replayed as a CUDA graph (one per 'any fresh stream' case)."""
+        frames = self._state.frames
+        any_fresh = bool((frames == 0).any())
+        g = self._graphs.get(any_fresh)
+        if g is None:
+            g = self._graphs[any_fresh] = self._capture(any_fresh)
         g["x"].copy_(x.reshape(self.batch_size, -1), non_blocking=True)
-        g["times"].copy_(self._state.frames, non_blocking=True)
-        g["fresh"].copy_(self._state.frames == 0, non_blocking=True)
+        g["times"].copy_(frames, non_blocking=True)
+        if any_fresh:
+            g["fresh"].copy_(frames == 0, non_blocking=True)
         g["graph"].replay()
         return g["y"]
 
-    def _capture(self) -> None:
+    def _capture(self, any_fresh: bool) -> dict:
         b = self.batch_size
         x = torch.zeros(b, self.input_size, device=self.device, dtype=torch.float32)
         times = torch.zeros(b, dtype=torch.int64, device=self.device)
@@ -307,7 +371,7 @@ class StreamingLifter:
         saved = self._state.clone()
 
         def run() -> torch.Tensor:
-            return self._forward(x.to(self.dtype), self._all_rows, times, fresh)
+            return self._gather_forward(x.to(self.dtype), self._all_rows, times, fresh if any_fresh else None)
 
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
@@ -319,7 +383,7 @@ class StreamingLifter:
         with torch.cuda.graph(graph):
             y = run()
         self.state = saved  # the warm-up and capture wrote into the rings
-        self._graph = {"graph": graph, "x": x, "times": times, "fresh": fresh, "y": y}
+        return {"graph": graph, "x": x, "times": times, "fresh": fresh, "y": y}
 
     @torch.inference_mode()
     def flush(self, indices: Sequence[int] | None = None) -> list[torch.Tensor]:

@@ -1,0 +1,95 @@
+"""Benchmark 1 and 2: the streaming step against re-running the whole window, and the floor.
+
+For one model, in the same interleaved rounds:
+
+* ``step_<precision>``: :meth:`model.StreamingLifter.step` at batch 1;
+* ``window_dilated``: the plain dilated model in eval mode under ``no_grad`` on the last
+  RF frames (what the reference implementation and mmpose's demo do per frame);
+* ``window_strided``: the strided training twin on the same window;
+* ``bandwidth``: an fp32 ``sum`` over a buffer far larger than the last-level cache.
+
+The floor is the fp32 folded weight bytes divided by that read bandwidth: a batch-1 step
+must read every weight once, so fp32 cannot beat it; smaller formats can.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from model import StreamingLifter, TemporalModel
+
+from .hardware import BandwidthProbe
+from .timing import interleave
+
+
+def cpu_precisions() -> list[str]:
+    return ["fp32", "bf16", "int8"]
+
+
+def cuda_precisions() -> list[str]:
+    return ["fp32", "fp16", "bf16"]
+
+
+def bench_step(
+    model: TemporalModel,
+    device: str = "cpu",
+    precisions: list[str] | None = None,
+    probe: BandwidthProbe | None = None,
+    budget_s: float = 6.0,
+    windows: bool = True,
+) -> dict:
+    precisions = precisions or (cuda_precisions() if device == "cuda" else cpu_precisions())
+    rf = model.config.receptive_field
+    gen = torch.Generator().manual_seed(1)
+    frame = (torch.rand(1, model.config.num_joints_in, model.config.in_features, generator=gen) - 0.5)
+    candidates = {}
+    lifters = {}
+    for p in precisions:
+        lifter = StreamingLifter(model, batch_size=1, device=device, precision=p)
+        lifters[p] = lifter
+        x = frame.to(device)
+        candidates[f"step_{p}"] = (lambda lf=lifter, xx=x: lf.step(xx))
+    if windows:
+        dilated = model.to(device).eval()
+        strided = dilated.strided_twin().eval()
+        window = (torch.rand(1, rf, model.config.num_joints_in, model.config.in_features, generator=gen) - 0.5).to(device)
+
+        def run_dilated():
+            with torch.no_grad():
+                return dilated(window)
+
+        def run_strided():
+            with torch.no_grad():
+                return strided(window)
+
+        candidates["window_dilated"] = run_dilated
+        candidates["window_strided"] = run_strided
+    if probe is not None:
+        candidates["bandwidth"] = probe
+    samples = interleave(candidates, budget_s=budget_s, device=device)
+    model.to("cpu")
+    weight_bytes = lifters[precisions[0]].weight_bytes
+    out: dict = {
+        "receptive_field": rf,
+        "channels": model.config.channels,
+        "causal": model.config.causal,
+        "weight_bytes_fp32": weight_bytes,
+        "backends": {p: lf.backend for p, lf in lifters.items()},
+        "latency": {k: s.summary() for k, s in samples.items() if k != "bandwidth"},
+    }
+    if probe is not None:
+        bw = probe.gbs(samples["bandwidth"].quantile(0.5))
+        out["read_bandwidth_gbs"] = bw
+        out["read_bandwidth_best_gbs"] = probe.gbs(min(samples["bandwidth"].times_s))
+        floor_ms = weight_bytes / (bw * 1e9) * 1e3
+        out["floor_ms"] = floor_ms
+        out["floor_multiple"] = {k: out["latency"][k]["p50_ms"] / floor_ms for k in out["latency"]}
+    lat = out["latency"]
+    if windows:
+        out["speedup_vs_dilated"] = {
+            p: lat["window_dilated"]["p50_ms"] / lat[f"step_{p}"]["p50_ms"] for p in precisions
+        }
+        out["speedup_vs_strided"] = {
+            p: lat["window_strided"]["p50_ms"] / lat[f"step_{p}"]["p50_ms"] for p in precisions
+        }
+    return out
