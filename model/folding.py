@@ -133,9 +133,9 @@ def fold_model(model: _TemporalBase) -> FoldedModel:
 # --------------------------------------------------------------------------------------
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-# Below this many weights a oneDNN/fbgemm call's fixed cost (~15 us on these machines,
-# against ~4 us for aten's addmm) outweighs its faster inner loop, so fp32 and int8 run
-# such layers (the expand and shrink convs: 0.4 % of the weights) as plain fp32 addmm.
+# Below this many fp32 weights a oneDNN call's fixed cost (~15 us on these machines,
+# against ~4 us for aten's addmm) outweighs its faster inner loop, so such layers (the
+# expand and shrink convs of the 1024-channel models) run as plain addmm.
 SMALL_LAYER = 256 * 1024
 ACTIVATION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
 
@@ -198,8 +198,8 @@ def pack_linear(
     """
     device = torch.device(device)
     backend = linear_backend(precision, device)
-    if device.type == "cpu" and precision in ("fp32", "int8") and weight.numel() <= SMALL_LAYER:
-        backend = "aten-fp32"  # the expand and shrink layers: 0.4 % of the weights
+    if device.type == "cpu" and precision == "fp32" and weight.numel() <= SMALL_LAYER:
+        backend = "aten-fp32"  # e.g. the expand and shrink layers
     weight = weight.detach().float()
     bias = bias.detach().float()
     act = ACTIVATION_DTYPES[precision]

@@ -126,16 +126,19 @@ class StreamingLifter:
         self._layers: list[FoldedConv] = [self.net.expand] + [b.wide for b in self.net.blocks]
         self._residual_taps = [b.residual_tap for b in self.net.blocks]
 
-        def pack(weight: torch.Tensor, bias: torch.Tensor, relu: bool):
-            return pack_linear(weight, bias, self.precision, self.device, relu, batch_size)
+        def pack(weight: torch.Tensor, bias: torch.Tensor, relu: bool, edge: bool = False):
+            # int8 keeps the first (expand) and last (shrink) layers in fp32: 0.4 % of the
+            # weights of the 1024-channel models, where the input and output precision is decided.
+            precision = "fp32" if edge and self.precision == "int8" else self.precision
+            return pack_linear(weight, bias, precision, self.device, relu, batch_size)
 
         # Tap-major weight matrices: taps (b, W, C_in) flatten to (b, W * C_in).
         self._wide_ops = [
-            pack(layer.weight.permute(0, 2, 1).reshape(layer.weight.shape[0], -1), layer.bias, True)
-            for layer in self._layers
+            pack(layer.weight.permute(0, 2, 1).reshape(layer.weight.shape[0], -1), layer.bias, True, edge=k == 0)
+            for k, layer in enumerate(self._layers)
         ]
         self._pointwise_ops = [pack(b.pointwise.weight[:, :, 0], b.pointwise.bias, True) for b in self.net.blocks]
-        self._shrink_op = pack(self.net.shrink.weight[:, :, 0], self.net.shrink.bias, False)
+        self._shrink_op = pack(self.net.shrink.weight[:, :, 0], self.net.shrink.bias, False, edge=True)
 
         # Ring layout (see StreamState): layer k's input of frame t lives at
         # [phase = t % d, q = (t // d) % W] and again at q + W, so the W taps of frame t
