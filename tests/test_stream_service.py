@@ -312,3 +312,33 @@ def test_internal_error_in_one_message_does_not_stop_the_server(monkeypatch):
         rx.close()
     assert [p["frame"] for p in poses] == [0, 2, 3]
     assert counters["rejected"] == {"internal_error": 1}
+
+
+def test_single_frame_output_works_with_a_conflating_consumer():
+    import zmq
+
+    from stream.protocol import decode_message
+
+    model = random_model((3,), causal=True, channels=8)
+    server = PoseServer(LiftEngine(model), ANY, ANY, single_frame=True, status_interval_s=0)
+    th = ServerThread(server)
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.CONFLATE, 1)  # keep only the newest message
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(server.publish_endpoint)
+    tx = KeypointSender(server.input_endpoint)
+    kp = project(synthetic_poses(200))
+    try:
+        got = None
+        for t in range(200):
+            tx.send("cam0", t, kp[t], width=WIDTH, height=HEIGHT)
+            time.sleep(0.005)
+            if t > 50 and sub.poll(0):
+                got = decode_message(sub.recv())  # a whole message in one frame
+                break
+    finally:
+        th.stop()
+        tx.close()
+        sub.close(0)
+    assert got is not None and got["type"] == "pose3d" and got["stream"] == "cam0" and len(got["joints"]) == 17
