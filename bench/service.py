@@ -1,0 +1,286 @@
+"""Benchmarks 5 and 6, over the stream package's own importable pieces.
+
+5. ZeroMQ end to end over loopback: a ``PoseServer`` (the code behind ``poselift serve``)
+   runs in its own process in lossless mode (PUSH/PULL), the sender and the receiver in
+   this one. Latency: one stream, one frame in flight at a time, send to receive. Rate:
+   many streams at a paced total input rate; a rate is *sustained* when every frame comes
+   back (0 lost) and the backlog does not grow (the last pose arrives within 0.25 s of the
+   last send).
+6. Webcam pipeline on a video file (a clip made from skimage's astronaut photo, shifted a
+   little each frame), in ms per frame: capture (OpenCV read), MediaPipe (colour
+   conversion + pose landmarks), lift (``LiftEngine.submit`` + ``run``) and publish
+   (``PosePublisher.send_pose`` on a loopback PUB socket).
+
+The model is the shipped causal one when present, else random weights of the same
+default architecture (243 frames, 1024 channels), which run at the same speed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _default_model():
+    from .models import describe, random_model, shipped
+
+    m, where = shipped("causal")
+    if m is None:
+        m = random_model(243, causal=True)
+        return m, f"random weights, {describe(m)} (shipped causal model: {where})"
+    return m, f"{where} ({describe(m)})"
+
+
+def _server_main(conn, precision: str, max_streams: int, threads: int, device: str) -> None:
+    import torch
+
+    from stream.engine import LiftEngine
+    from stream.service import PoseServer
+
+    torch.set_num_threads(threads)
+    model, label = _default_model()
+    engine = LiftEngine(model, max_streams=max_streams, device=device, precision=precision)
+    server = PoseServer(engine, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", lossless=True, status_interval_s=0)
+    conn.send((server.input_endpoint, server.publish_endpoint, label))
+    try:
+        while not conn.poll():
+            server.poll_once(20)
+    finally:
+        server.close()
+
+
+class _Server:
+    def __init__(self, precision: str, max_streams: int, threads: int, device: str) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_server_main, args=(child, precision, max_streams, threads, device), daemon=True)
+        self.proc.start()
+        if not self.conn.poll(180):
+            self.proc.kill()
+            raise RuntimeError("the server process did not start within 180 s")
+        self.input, self.publish, self.label = self.conn.recv()
+
+    def close(self) -> None:
+        try:
+            self.conn.send("stop")
+        except OSError:
+            pass
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+def _clip(frames: int = 240) -> tuple[np.ndarray, int, int]:
+    """(T, 17, 2) pixels of a moving synthetic skeleton, and the image size."""
+    from model.skeleton import H36M_PARENTS
+
+    off = np.array([
+        [0, 0, 0], [-0.13, 0, 0], [0, 0.45, 0], [0, 0.45, 0], [0.13, 0, 0], [0, 0.45, 0], [0, 0.45, 0],
+        [0, -0.25, 0], [0, -0.25, 0], [0, -0.1, 0], [0, -0.12, 0], [0.18, 0.03, 0], [0, 0.28, 0], [0, 0.25, 0],
+        [-0.18, 0.03, 0], [0, 0.28, 0], [0, 0.25, 0]])
+    poses = np.zeros((frames, 17, 3))
+    for t in range(frames):
+        a = 0.03 * t
+        rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+        for j, p in enumerate(H36M_PARENTS):
+            poses[t, j] = 0 if p < 0 else poses[t, p] + rot @ off[j]
+    p = poses + np.array([0, 0, 4.0])
+    px = np.stack([500 * p[..., 0] / p[..., 2] + 320, 500 * p[..., 1] / p[..., 2] + 240], -1)
+    return px, 640, 480
+
+
+def _encode_all(n_streams: int, frames: int):
+    from stream.protocol import encode_input
+
+    px, w, h = _clip()
+    return [[encode_input(f"s{s}", t, px[(t + 7 * s) % len(px)], width=w, height=h, t=float(t))
+             for t in range(frames)] for s in range(n_streams)]
+
+
+def _latency(server: _Server, frames: int, warmup: int) -> dict:
+    from stream.client import KeypointSender, PoseReceiver
+
+    msgs = _encode_all(1, frames + warmup)[0]
+    tx = KeypointSender(server.input, lossless=True)
+    rx = PoseReceiver(server.publish, lossless=True, status=False)
+    lat = []
+    lost = 0
+    try:
+        for i, m in enumerate(msgs):
+            t = time.perf_counter()
+            tx.send_raw(m)
+            msg = rx.recv(5000)
+            dt = (time.perf_counter() - t) * 1e3
+            if msg is None:
+                lost += 1
+                continue
+            if i >= warmup:
+                lat.append(dt)
+    finally:
+        tx.close()
+        rx.close()
+    a = np.sort(np.array(lat))
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "max_ms": float(a.max()), "frames": len(lat), "lost": lost}
+
+
+def _rate(server: _Server, rate: float, n_streams: int, duration_s: float, msgs) -> dict:
+    from stream.client import KeypointSender, PoseReceiver
+
+    total = int(rate * duration_s)
+    per_stream = len(msgs[0])
+    tx = KeypointSender(server.input, lossless=True)
+    tx.sock.setsockopt(__import__("zmq").SNDHWM, 100000)
+    rx = PoseReceiver(server.publish, lossless=True, status=False)
+    got = [0]
+    last_rx = [0.0]
+    done = threading.Event()
+
+    def receive():
+        while got[0] < total and not done.is_set():
+            try:
+                parts = rx.sock.recv_multipart(flags=0) if rx.sock.poll(100) else None
+            except Exception:
+                break
+            if parts is not None:
+                got[0] += 1
+                last_rx[0] = time.perf_counter()
+
+    th = threading.Thread(target=receive, daemon=True)
+    th.start()
+    t0 = time.perf_counter()
+    sent = 0
+    try:
+        while sent < total:
+            due = min(total, int((time.perf_counter() - t0) * rate) + 1)
+            while sent < due:
+                s, k = sent % n_streams, sent // n_streams
+                tx.send_raw(msgs[s][k % per_stream])
+                sent += 1
+            time.sleep(0.0005)
+        t_last_send = time.perf_counter()
+        th.join(timeout=max(5.0, duration_s * 2))
+    finally:
+        done.set()
+        th.join(1)
+        tx.close()
+        rx.close()
+    lost = total - got[0]
+    lag = last_rx[0] - t_last_send if got[0] else float("inf")
+    return {"rate_fps": rate, "sent": total, "received": got[0], "lost": lost,
+            "lag_after_last_send_s": lag, "sustained": lost == 0 and lag <= 0.25,
+            "achieved_fps": got[0] / max(last_rx[0] - t0, 1e-9) if got[0] else 0.0}
+
+
+def bench_zmq(device: str = "cpu", quick: bool = False, precisions: tuple[str, ...] | None = None,
+              threads: int = 1) -> dict:
+    """p50/p99 send-to-receive latency and the highest sustained lossless rate, per precision."""
+    precisions = precisions or (("fp32",) if quick else (("fp32", "int8") if device == "cpu" else ("fp32", "fp16")))
+    n_streams = 16 if quick else 64
+    rates = (1000.0, 2000.0) if quick else (1000.0, 2000.0, 4000.0, 8000.0, 16000.0)
+    duration = 1.0 if quick else 2.0
+    out: dict = {"streams_for_rate": n_streams, "torch_threads_in_server": threads, "mode": "lossless (PUSH/PULL)",
+                 "by_precision": {}}
+    msgs = _encode_all(n_streams, 240)
+    for p in precisions:
+        server = _Server(p, n_streams, threads, device)
+        try:
+            out["model"] = server.label
+            lat = _latency(server, 100 if quick else 400, 30)
+            runs = []
+            for r in rates:
+                res = _rate(server, r, n_streams, duration, msgs)
+                runs.append(res)
+                if not res["sustained"]:
+                    break
+            best = max((x["rate_fps"] for x in runs if x["sustained"]), default=0.0)
+            out["by_precision"][p] = {"latency": lat, "rates": runs, "max_sustained_fps": best}
+        finally:
+            server.close()
+    main = out["by_precision"][precisions[0]]
+    out["zmq_p50_ms"] = main["latency"]["p50_ms"]
+    out["zmq_p99_ms"] = main["latency"]["p99_ms"]
+    out["zmq_max_rate_fps"] = main["max_sustained_fps"]
+    sustained = [x for x in main["rates"] if x["sustained"]]
+    out["zmq_lost"] = sustained[-1]["lost"] if sustained else main["rates"][0]["lost"]
+    out["precision"] = precisions[0]
+    return out
+
+
+def make_video(path: Path, frames: int = 60) -> Path:
+    """An MJPG clip of skimage's astronaut photo (public domain), drifting sideways."""
+    import cv2
+    from skimage import data as skdata
+
+    img = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)
+    h, w = img.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (w, h))
+    for t in range(frames):
+        shift = int(8 * np.sin(t / 6))
+        m = np.float32([[1, 0, shift], [0, 1, 0]])
+        writer.write(cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT))
+    writer.release()
+    return path
+
+
+def bench_pipeline(device: str = "cpu", quick: bool = False, precision: str = "fp32", threads: int = 1) -> dict:
+    """ms per frame of each stage of the webcam pipeline, run on a video file."""
+    import tempfile
+
+    import cv2
+    import torch
+
+    from stream.engine import LiftEngine
+    from stream.protocol import Frame2D
+    from stream.service import PosePublisher
+    from stream.sources import MediaPipeDetector
+
+    frames = 20 if quick else 90
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    model, label = _default_model()
+    stages = {"capture": [], "mediapipe": [], "lift": [], "publish": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        video = make_video(Path(tmp) / "astronaut.avi", frames)
+        engine = LiftEngine(model, max_streams=1, device=device, precision=precision)
+        pub = PosePublisher("tcp://127.0.0.1:*")
+        det = MediaPipeDetector()
+        cap = cv2.VideoCapture(str(video))
+        n = 0
+        wall0 = time.perf_counter()
+        try:
+            while True:
+                t0 = time.perf_counter()
+                ok, bgr = cap.read()
+                t1 = time.perf_counter()
+                if not ok:
+                    break
+                h, w = bgr.shape[:2]
+                kp, conf = det.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                t2 = time.perf_counter()
+                engine.submit(Frame2D("cam0", n, n / 30.0, "mediapipe33", w, h, kp, conf, t0))
+                poses = engine.run()
+                t3 = time.perf_counter()
+                for p in poses:
+                    pub.send_pose(p)
+                t4 = time.perf_counter()
+                for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                    stages[k].append(v * 1e3)
+                n += 1
+        finally:
+            wall = time.perf_counter() - wall0
+            cap.release()
+            det.close()
+            pub.close()
+            torch.set_num_threads(old)
+    skip = min(5, n // 4)  # MediaPipe's first frames include its graph start-up
+    ms = {k: float(np.median(v[skip:])) for k, v in stages.items()}
+    ms["total"] = float(sum(ms.values()))
+    mean = {k: float(np.mean(v[skip:])) for k, v in stages.items()}
+    return {"pipeline_ms": ms, "mean_ms": mean, "frames": n, "fps_from_medians": 1000 / ms["total"],
+            "fps_wall": n / wall, "lift_share": ms["lift"] / ms["total"], "model": label, "precision": precision,
+            "torch_threads": threads, "video": "astronaut 512x512 MJPG, 30 fps (made on the fly)"}
