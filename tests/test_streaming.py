@@ -150,3 +150,47 @@ def test_reduced_precision_refused_on_cpu():
     model = random_model((3,), causal=True, channels=8)
     with pytest.raises(ValueError, match="CUDA"):
         StreamingLifter(model, device="cpu", dtype=torch.float16)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_fast_path_and_gather_path_agree(causal):
+    """All slots in lockstep (views), one slot at a time (slice of the views) and an
+    out-of-order subset (gather) give the same poses as the offline model."""
+    model = random_model((3, 3, 5), causal=causal, channels=24)
+    x = torch.randn(3, 70, 17, 2)
+    ref = lift_sequence(model, x)
+    lat = StreamingLifter(model, device="cpu").latency_frames
+    together = StreamingLifter(model, batch_size=3, device="cpu")
+    one_by_one = StreamingLifter(model, batch_size=3, device="cpu")
+    shuffled = StreamingLifter(model, batch_size=3, device="cpu")
+    outs = {"together": [], "one_by_one": [], "shuffled": []}
+    for t in range(70):
+        outs["together"].append(together.step(x[:, t]))
+        outs["one_by_one"].append(torch.cat([one_by_one.step(x[i:i + 1, t], [i]) for i in range(3)]))
+        y = shuffled.step(x[[2, 0, 1], t], [2, 0, 1])
+        outs["shuffled"].append(y[[1, 2, 0]])
+    for name, o in outs.items():
+        o = torch.stack(o, dim=1)[:, lat:]
+        assert (o - ref[:, : 70 - lat]).abs().max().item() <= 1e-5, name
+
+
+def test_streams_reset_together_mid_sequence():
+    model = random_model((3, 3, 3), causal=True, channels=32)
+    x = torch.randn(2, 80, 17, 2)
+    lifter = StreamingLifter(model, batch_size=2, device="cpu")
+    for t in range(33):
+        lifter.step(x[:, t])
+    lifter.reset()
+    out = torch.stack([lifter.step(x[:, t]) for t in range(33, 80)], dim=1)
+    assert (out - lift_sequence(model, x[:, 33:])).abs().max().item() <= 1e-5
+
+
+def test_state_assignment_copies_into_the_live_buffers():
+    model = random_model((3, 3), causal=True, channels=16)
+    lifter = StreamingLifter(model, device="cpu")
+    live = lifter.state.buffers[1]
+    snapshot = lifter.state.clone()
+    lifter.step(torch.randn(1, 17, 2))
+    lifter.state = snapshot
+    assert lifter.state.buffers[1] is live and torch.equal(live, snapshot.buffers[1])
+    assert lifter.frames_seen().tolist() == [0]
