@@ -88,8 +88,9 @@ def markdown(r: dict) -> str:
             tried = ", ".join(f"{x['rate_fps']:.0f}{'' if x['sustained'] else ' (lag %.2f s)' % x['lag_after_last_send_s']}" for x in v["rates"])
             lines.append(f"| {p} | {_f(v['latency']['p50_ms'], 3)} | {_f(v['latency']['p99_ms'], 3)} | {_f(v['max_sustained_fps'])} | {tried} |")
         lines.append(f"\nRates use {z['streams_for_rate']} streams, batched by the server.")
-    pl = r.get("pipeline")
-    if pl:
+    for pl in (r.get("pipeline"), r.get("pipeline_int8")):
+        if not pl:
+            continue
         ms = pl["pipeline_ms"]
         lines += ["", f"## Webcam pipeline on a video file ({pl['video']}; {pl['precision']}, {pl['torch_threads']} torch thread)", "",
                   "| stage | ms per frame (median) |", "|---|---:|"]

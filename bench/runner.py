@@ -29,7 +29,8 @@ def _section(results: dict, name: str, fn, log) -> object:
         return None
 
 
-def run_bench(device: str = "cpu", quick: bool = False, log=print) -> dict:
+def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float = 1.0) -> dict:
+    """Run every section. ``scale`` shrinks budgets and frame counts (tests use 0.1)."""
     from .accuracy import precision_p1, validation_sequences
     from .offline import bench_offline, offline_accuracy
     from .step import bench_step, cpu_precisions, cuda_precisions
@@ -44,7 +45,7 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print) -> dict:
 
     # 1 + 2: streaming step vs window re-runs, and the floor --------------------------
     step: dict = {}
-    budget = 2.5 if quick else 8.0
+    budget = (2.5 if quick else 8.0) * scale
     rfs = (243,) if quick else (243, 81, 27)
     for rf in rfs:
         m = random_model(rf, causal=True)
@@ -82,7 +83,7 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print) -> dict:
     counts = (1, 8, 32) if quick else (1, 8, 32, 128)
     sp = ("fp32",) if quick else tuple(precisions)
     m243 = random_model(243, causal=True)
-    streams = _section(results, "streams", lambda: bench_streams(m243, counts, device, sp, 2.5 if quick else 8.0), log)
+    streams = _section(results, "streams", lambda: bench_streams(m243, counts, device, sp, (2.5 if quick else 8.0) * scale), log)
     results["streams"] = streams
     if streams:
         results["per_stream_ms"] = {n: row["per_stream_ms"] for n, row in streams["fp32"].items()}
@@ -97,7 +98,7 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print) -> dict:
         lengths = (1000, 10000) if quick else (1000, 10000, 100000)
     else:
         lengths = (1000,) if quick else (1000, 10000)
-    offline = _section(results, "offline", lambda: bench_offline(full, lengths, device, 3.0 if quick else 10.0), log)
+    offline = _section(results, "offline", lambda: bench_offline(full, lengths, device, (3.0 if quick else 10.0) * scale), log)
     if offline is not None and cuda and not quick:
         big = _section(results, "offline batched", lambda: bench_offline(full, (100000,), device, 10.0, batch=8, reference=False), log)
         if big:
@@ -126,7 +127,7 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print) -> dict:
     reduced = tuple(p for p in precisions if p != "fp32")
 
     def accuracy():
-        seqs, data = validation_sequences(max_frames=1500 if quick else None)
+        seqs, data = validation_sequences(max_frames=max(100, int(1500 * scale)) if quick else None)
         if not seqs:
             return {"data": data, "skipped": True}
         r = precision_p1(causal, seqs, reduced, device)
@@ -146,13 +147,17 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print) -> dict:
     # 5 + 6: ZeroMQ service and webcam pipeline (stream package) ---------------------------
     from . import service
 
-    zmq = _section(results, "zmq", lambda: service.bench_zmq(device=device, quick=quick), log)
+    zmq = _section(results, "zmq", lambda: service.bench_zmq(device=device, quick=quick, scale=scale), log)
     results["zmq"] = zmq
     for k in ("zmq_p50_ms", "zmq_p99_ms", "zmq_max_rate_fps", "zmq_lost"):
         results[k] = (zmq or {}).get(k)
-    pipe = _section(results, "pipeline", lambda: service.bench_pipeline(device=device, quick=quick), log)
+    pipe = _section(results, "pipeline", lambda: service.bench_pipeline(device=device, quick=quick, scale=scale), log)
     results["pipeline"] = pipe
     results["pipeline_ms"] = (pipe or {}).get("pipeline_ms")
+    if not quick and not cuda:
+        pipe8 = _section(results, "pipeline int8", lambda: service.bench_pipeline(device=device, precision="int8", scale=scale), log)
+        results["pipeline_int8"] = pipe8
+        results["pipeline_int8_ms"] = (pipe8 or {}).get("pipeline_ms")
 
     results["goals"] = goals(results)
     results["elapsed_s"] = time.perf_counter() - t0

@@ -69,9 +69,10 @@ class _Server:
             self.conn.send("stop")
         except OSError:
             pass
-        self.proc.join(10)
+        self.proc.join(1)  # lossless PUSH lingers on unsent poses; nothing is left to wait for
         if self.proc.is_alive():
             self.proc.kill()
+            self.proc.join(5)
 
 
 def _clip(frames: int = 240) -> tuple[np.ndarray, int, int]:
@@ -177,12 +178,12 @@ def _rate(server: _Server, rate: float, n_streams: int, duration_s: float, msgs)
 
 
 def bench_zmq(device: str = "cpu", quick: bool = False, precisions: tuple[str, ...] | None = None,
-              threads: int = 1) -> dict:
+              threads: int = 1, scale: float = 1.0) -> dict:
     """p50/p99 send-to-receive latency and the highest sustained lossless rate, per precision."""
     precisions = precisions or (("fp32",) if quick else (("fp32", "int8") if device == "cpu" else ("fp32", "fp16")))
     n_streams = 16 if quick else 64
     rates = (1000.0, 2000.0) if quick else (1000.0, 2000.0, 4000.0, 8000.0, 16000.0)
-    duration = 1.0 if quick else 2.0
+    duration = (1.0 if quick else 2.0) * scale
     out: dict = {"streams_for_rate": n_streams, "torch_threads_in_server": threads, "mode": "lossless (PUSH/PULL)",
                  "by_precision": {}}
     msgs = _encode_all(n_streams, 240)
@@ -190,7 +191,7 @@ def bench_zmq(device: str = "cpu", quick: bool = False, precisions: tuple[str, .
         server = _Server(p, n_streams, threads, device)
         try:
             out["model"] = server.label
-            lat = _latency(server, 100 if quick else 400, 30)
+            lat = _latency(server, max(20, int((100 if quick else 400) * scale)), 10 if scale < 1 else 30)
             runs = []
             for r in rates:
                 res = _rate(server, r, n_streams, duration, msgs)
@@ -227,7 +228,8 @@ def make_video(path: Path, frames: int = 60) -> Path:
     return path
 
 
-def bench_pipeline(device: str = "cpu", quick: bool = False, precision: str = "fp32", threads: int = 1) -> dict:
+def bench_pipeline(device: str = "cpu", quick: bool = False, precision: str = "fp32", threads: int = 1,
+                   scale: float = 1.0) -> dict:
     """ms per frame of each stage of the webcam pipeline, run on a video file."""
     import tempfile
 
@@ -239,7 +241,7 @@ def bench_pipeline(device: str = "cpu", quick: bool = False, precision: str = "f
     from stream.service import PosePublisher
     from stream.sources import MediaPipeDetector
 
-    frames = 20 if quick else 90
+    frames = max(8, int((20 if quick else 90) * scale))
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     model, label = _default_model()
