@@ -278,8 +278,8 @@ class LiftEngine:
         """Flush a stream's pending poses (symmetric models) and reset its slot."""
         out: list[PoseOut] = []
         if s.steps or s.pending:
-            tails = self.lifter.flush([s.slot])[0].numpy()
-            roots = self.traj.flush([s.slot])[0].numpy() if self.traj is not None else None
+            tails = self.lifter.flush([s.slot])[0].cpu().numpy()
+            roots = self.traj.flush([s.slot])[0].cpu().numpy() if self.traj is not None else None
             metas = list(s.pending)
             for i, m in enumerate(metas[len(metas) - len(tails):]):
                 if m is not None:

@@ -84,3 +84,28 @@ def test_unliftable_frame_still_gives_one_invalid_pose():
     empty = np.full((17, 2), np.nan)
     out = eng.process([Frame2D("s", 0, 0.0, "h36m17", 640, 480, empty)])
     assert len(out) == 1 and not out[0].valid and (out[0].joints == 0).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("causal", [True, False])
+def test_engine_on_cuda_with_restart_and_trajectory(causal):
+    from model import TemporalModel
+
+    model = random_model((3, 3, 3), causal=causal, channels=64, seed=1)
+    torch.manual_seed(0)
+    traj = TemporalModel(filter_widths=(3, 3, 3), causal=causal, channels=32, num_joints_out=1).eval()
+    eng = LiftEngine(model, trajectory_model=traj, max_streams=2, device="cuda")
+    kp = project(synthetic_poses(40, seed=1))
+    sent = list(range(25)) + list(range(3, 20))  # restart: flushes on the GPU
+    out = []
+    for f in sent:
+        eng.submit(Frame2D("s", f, 0.0, "h36m17", WIDTH, HEIGHT, kp[f]))
+        out += eng.run()
+    out += eng.flush()
+    assert [p.frame for p in out] == sent
+    for seg, frames in ((out[:25], range(25)), (out[25:], range(3, 20))):
+        x = torch.from_numpy(normalize_screen(kp[list(frames)], WIDTH, HEIGHT))[None]
+        ref = lift_sequence(model, x, device="cuda")[0].cpu().numpy()
+        np.testing.assert_allclose(np.stack([p.joints for p in seg]), ref, atol=2e-3, rtol=0)  # TF32 on GPUs
+        assert all(p.root is not None and np.isfinite(p.root).all() for p in seg)
