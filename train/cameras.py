@@ -18,6 +18,11 @@ from dataclasses import dataclass, fields
 import torch
 
 
+def _gen_device(generator: torch.Generator | None, fallback: torch.device) -> torch.device:
+    """Draw random numbers where the generator lives (a CUDA generator keeps them on the GPU)."""
+    return generator.device if generator is not None else fallback
+
+
 @dataclass
 class Cameras:
     """A batch of N pinhole cameras with distortion. All tensors have leading dim N.
@@ -107,10 +112,10 @@ def sample_cameras(
     dtype = subject_position.dtype
 
     def uniform(lo: float, hi: float, shape=(n,)) -> torch.Tensor:
-        return torch.rand(shape, generator=generator, dtype=dtype).to(dev) * (hi - lo) + lo
+        return torch.rand(shape, generator=generator, dtype=dtype, device=_gen_device(generator, dev)).to(dev) * (hi - lo) + lo
 
     def normal(std: float, shape=(n,)) -> torch.Tensor:
-        return torch.randn(shape, generator=generator, dtype=dtype).to(dev) * std
+        return torch.randn(shape, generator=generator, dtype=dtype, device=_gen_device(generator, dev)).to(dev) * std
 
     yaw = uniform(0.0, 2 * math.pi)
     dist = uniform(*ranges.distance)
@@ -122,7 +127,7 @@ def sample_cameras(
         dim=1,
     )
     rot, trans = look_at(eye, target, torch.deg2rad(normal(ranges.roll_deg)))
-    size_idx = torch.randint(len(ranges.sizes), (n,), generator=generator).to(dev)
+    size_idx = torch.randint(len(ranges.sizes), (n,), generator=generator, device=_gen_device(generator, dev)).to(dev)
     size = torch.tensor(ranges.sizes, dtype=dtype, device=dev)[size_idx]
     fov = torch.deg2rad(uniform(*ranges.fov_deg))
     fx = size[:, 0] / 2 / torch.tan(fov / 2)
@@ -257,7 +262,7 @@ def corrupt_keypoints(px: torch.Tensor, size: torch.Tensor, corruption: Corrupti
     dev = px.device
 
     def rand(*shape):
-        return torch.rand(shape, generator=generator).to(dev)
+        return torch.rand(shape, generator=generator, device=_gen_device(generator, dev)).to(dev)
 
     if corruption.swap_prob > 0:
         swap = rand(n, t) < corruption.swap_prob
@@ -266,11 +271,12 @@ def corrupt_keypoints(px: torch.Tensor, size: torch.Tensor, corruption: Corrupti
         scale = (size[:, 0] / 1000.0 * corruption.noise_px).to(px.dtype).reshape(n, 1, 1, 1)
         if corruption.random_strength:
             scale = scale * rand(n).to(px.dtype).reshape(n, 1, 1, 1)
-        out = out + torch.randn((n, t, j, 2), generator=generator).to(dev).to(px.dtype) * scale
+        out = out + torch.randn((n, t, j, 2), generator=generator, device=_gen_device(generator, dev)).to(dev).to(px.dtype) * scale
     if corruption.missing_prob > 0:
         missing = rand(n, t, j) < corruption.missing_prob
         missing[:, 0] = False  # the first frame of a window is always observed
-        for step in range(1, t):  # hold the last good value, as the live stream does
-            m = missing[:, step]
-            out[:, step][m] = out[:, step - 1][m]
+        # hold the last good value, as the live stream does: index of the last observed frame
+        frame = torch.arange(t, device=dev).reshape(1, t, 1).expand(n, t, j)
+        last_seen = torch.where(missing, torch.zeros_like(frame), frame).cummax(dim=1).values
+        out = torch.gather(out, 1, last_seen[..., None].expand(n, t, j, 2))
     return out

@@ -18,7 +18,7 @@ import torch
 
 from model.skeleton import flip_permutation
 
-from .cameras import (CameraRanges, Cameras, Corruption, corrupt_keypoints, normalize_pixels, project_to_pixels,
+from .cameras import (_gen_device, CameraRanges, Cameras, Corruption, corrupt_keypoints, normalize_pixels, project_to_pixels,
                       sample_cameras, world_to_camera)
 from .dataset import Take
 
@@ -79,7 +79,7 @@ class WindowSampler:
         return max(1, self.num_frames // (batch_size * self.chunk))
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
-        first = torch.randint(self.num_frames, (batch_size,), generator=generator).to(self.device)
+        first = torch.randint(self.num_frames, (batch_size,), generator=generator, device=_gen_device(generator, self.device)).to(self.device)
         return self.make_batch(first, generator)
 
     def make_batch(self, first_target: torch.Tensor, generator: torch.Generator | None) -> Batch:
@@ -104,7 +104,7 @@ class WindowSampler:
         targets = cam_t - trajectory
         intrinsics = cams.intrinsics_normalized().float()
         if self.flip:
-            flip = torch.rand(b, generator=generator).to(self.device) < 0.5
+            flip = torch.rand(b, generator=generator, device=_gen_device(generator, self.device)).to(self.device) < 0.5
             inputs[flip] = inputs[flip][:, :, self.flip_perm] * torch.tensor([-1.0, 1.0], device=self.device)
             targets[flip] = targets[flip][:, :, self.flip_perm] * torch.tensor([-1.0, 1.0, 1.0], device=self.device)
             trajectory[flip] = trajectory[flip] * torch.tensor([-1.0, 1.0, 1.0], device=self.device)

@@ -110,10 +110,12 @@ def bn_momentum(config: TrainConfig, epoch: int) -> float:
     return config.bn_momentum_start * ratio ** (epoch / (config.epochs - 1))
 
 
-def _seed_epoch(config: TrainConfig, epoch: int) -> torch.Generator:
+def _seed_epoch(config: TrainConfig, epoch: int, device: torch.device) -> torch.Generator:
+    """Every epoch re-seeds from (seed, epoch): resuming replays the same random streams.
+    The generator lives on the training device so batches are drawn there."""
     seed = config.seed * 100_003 + epoch
     torch.manual_seed(seed)  # dropout
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 class Trainer:
@@ -186,7 +188,7 @@ class Trainer:
     # ------------------------------------------------------------------- epochs
     def train_epoch(self) -> dict[str, Any]:
         cfg = self.config
-        gen = _seed_epoch(cfg, self.epoch)
+        gen = _seed_epoch(cfg, self.epoch, self.device)
         lr = cfg.lr * cfg.lr_decay ** self.epoch
         for group in self.optimizer.param_groups:
             group["lr"] = lr
