@@ -411,11 +411,19 @@ def format_pose(msg: dict[str, Any]) -> str:
 
 def run_listen(addr: str = "tcp://127.0.0.1:5556", *, lossless: bool = False, streams: list[str] | None = None,
                count: int | None = None, timeout: float | None = None, as_json: bool = False,
-               latest: bool = False, status: bool = True, out=None) -> dict[str, Any]:
-    """Example consumer: connect to a publisher and print each pose (or JSON lines)."""
+               latest: bool = False, status: bool = True, plot: bool = False, out=None) -> dict[str, Any]:
+    """Example consumer: connect to a publisher and print each pose (or JSON lines);
+    ``plot`` also shows the newest pose in a live 3D view (needs a display)."""
     from .client import PoseReceiver
 
     out = out or sys.stdout
+    view = None
+    if plot:
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise UserError("--plot needs a display (DISPLAY is not set)")
+        from .render import LivePlot
+
+        view = LivePlot()
     try:
         rx = PoseReceiver(addr, lossless=lossless, streams=streams, status=status, latest_only=latest)
     except ValueError as exc:
@@ -431,6 +439,9 @@ def run_listen(addr: str = "tcp://127.0.0.1:5556", *, lossless: bool = False, st
                 break
             if msg.get("type") == "pose3d":
                 poses += 1
+                if view is not None and msg.get("valid") and not view.update(
+                        msg["joints"], f"{msg['stream']} frame {msg['frame']}"):
+                    break  # the plot window was closed
             else:
                 statuses += 1
             print(json.dumps(msg) if as_json else format_pose(msg), file=out, flush=True)
@@ -438,4 +449,6 @@ def run_listen(addr: str = "tcp://127.0.0.1:5556", *, lossless: bool = False, st
         pass
     finally:
         rx.close()
+        if view is not None:
+            view.close()
     return {"poses": poses, "status": statuses}

@@ -127,9 +127,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print each message as one JSON line")
     p.add_argument("--latest", action="store_true", help="skip queued poses and show only the newest")
     p.add_argument("--no-status", action="store_true", help="do not print status messages")
+    p.add_argument("--plot", action="store_true", help="also show the newest pose in a live 3D plot (needs a display)")
     p.set_defaults(func=lambda a: _call("run_listen",
         a.addr, lossless=a.lossless, streams=a.stream, count=a.count, timeout=a.timeout, as_json=a.json,
-        latest=a.latest, status=not a.no_status))
+        latest=a.latest, status=not a.no_status, plot=a.plot))
 
 
 def _call(name: str, *args, **kwargs) -> int:

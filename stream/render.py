@@ -125,3 +125,59 @@ def render_animation(out: str | Path, keypoints2d: np.ndarray, poses3d: np.ndarr
     finally:
         plt.close(fig)
     return out
+
+
+class LivePlot:
+    """A live 3D skeleton view for ``poselift listen --plot`` (one figure, redrawn per pose).
+
+    ``update(joints)`` takes (17, 3) metres in the camera frame (drawn with up = -y).
+    ``interactive=False`` draws off-screen (tests); ``max_fps`` limits redraws.
+    """
+
+    def __init__(self, *, interactive: bool = True, max_fps: float = 30.0) -> None:
+        import matplotlib
+
+        if not interactive:
+            matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+
+        self.plt = plt
+        self.interactive = interactive
+        self.min_dt = 1.0 / max_fps
+        self.last = 0.0
+        if interactive:
+            plt.ion()
+        self.fig = plt.figure(figsize=(5, 5))
+        self.ax = self.fig.add_subplot(projection="3d")
+        self.ax.set_xlim(-1, 1)
+        self.ax.set_ylim(-1, 1)
+        self.ax.set_zlim(-1, 1)
+        self.ax.set_xlabel("x")
+        self.ax.set_ylabel("z (depth)")
+        self.ax.set_zlabel("-y (up)")
+        self.ax.view_init(elev=15.0, azim=-70)
+        self.lines = [self.ax.plot([], [], [], color=_bone_color(j), lw=2)[0] for j, _ in _BONES]
+        self.title = self.ax.set_title("")
+
+    def update(self, joints: np.ndarray, label: str = "") -> bool:
+        """Redraw with a new pose; returns False when the window was closed."""
+        import time
+
+        now = time.monotonic()
+        if now - self.last < self.min_dt:
+            return True
+        self.last = now
+        pose = np.asarray(joints, dtype=np.float64)
+        for line, (j, p) in zip(self.lines, _BONES):
+            line.set_data_3d([pose[j, 0], pose[p, 0]], [pose[j, 2], pose[p, 2]], [-pose[j, 1], -pose[p, 1]])
+        self.title.set_text(label)
+        if self.interactive:
+            if not self.plt.fignum_exists(self.fig.number):
+                return False
+            self.plt.pause(0.001)
+        else:
+            self.fig.canvas.draw()
+        return True
+
+    def close(self) -> None:
+        self.plt.close(self.fig)

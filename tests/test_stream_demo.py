@@ -113,3 +113,15 @@ def test_demo_with_shipped_defaults(tmp_path, capsys, monkeypatch):
     assert "MPJPE" in text or load_clip(DEMO_CLIP).poses3d is None
     written = list(tmp_path.glob("poselift_demo.*"))
     assert written and written[0].stat().st_size > 1000
+
+
+def test_live_plot_draws_off_screen():
+    from stream.render import LivePlot
+    from tests.stream_helpers import synthetic_poses
+
+    view = LivePlot(interactive=False, max_fps=1000)
+    try:
+        for pose in synthetic_poses(3):
+            assert view.update(pose, "frame")
+    finally:
+        view.close()
