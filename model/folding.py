@@ -200,8 +200,8 @@ def pack_linear(
     backend = linear_backend(precision, device)
     if device.type == "cpu" and precision == "fp32" and weight.numel() <= SMALL_LAYER:
         backend = "aten-fp32"  # e.g. the expand and shrink layers
-    weight = weight.detach().float()
-    bias = bias.detach().float()
+    weight = weight.detach().float().to(device)
+    bias = bias.detach().float().to(device)
     act = ACTIVATION_DTYPES[precision]
     if backend.startswith("onednn"):
         w = weight.to(act).contiguous()
@@ -242,11 +242,19 @@ def pack_linear(
     if backend == "dequantized-int8":
         q, scale = quantize_per_channel(weight)
         weight = q.float() * scale[:, None]
-    w = weight.to(device, act).contiguous()
+    w_t = weight.to(device, act).contiguous().t()  # a view, made once: x @ W.T
     b = bias.to(device, act)
+    if relu and hasattr(torch, "_addmm_activation"):
+        fused = torch._addmm_activation  # addmm + ReLU (a cuBLASLt epilogue on CUDA)
+
+        def plain_relu(x: torch.Tensor) -> torch.Tensor:
+            return fused(b, x, w_t)
+
+        return plain_relu
+    addmm = torch.addmm
 
     def plain(x: torch.Tensor) -> torch.Tensor:
-        y = torch.addmm(b, x, w.t())
+        y = addmm(b, x, w_t)
         return torch.relu_(y) if relu else y
 
     return plain

@@ -283,7 +283,7 @@ class StreamingLifter:
         else:
             h = x.reshape(b, -1).to(self.device, self.dtype)
             fresh = (frames == 0).nonzero()[:, 0]
-            fresh = fresh if fresh.numel() else None
+            fresh = fresh.to(rows.device) if fresh.numel() else None
             y = self._gather_forward(h, rows, frames.to(self._col_d.device), fresh)
         if indices is None:
             state.frames += 1
@@ -364,7 +364,7 @@ class StreamingLifter:
         if any_fresh:
             g["fresh"].copy_(frames == 0, non_blocking=True)
         g["graph"].replay()
-        return g["y"]
+        return g["y"].clone()  # the next replay overwrites the graph's output
 
     def _capture(self, any_fresh: bool) -> dict:
         b = self.batch_size
