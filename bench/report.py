@@ -59,6 +59,8 @@ def markdown(r: dict) -> str:
         lines += ["", "## Many streams stepped as one batch (243f/1024ch)", "",
                   "| precision | streams | batch p50 ms | per-stream ms | fraction of one stream |", "|---|---:|---:|---:|---:|"]
         for p, rows in st.items():
+            if p == "trials":
+                continue
             for n, row in rows.items():
                 lines.append(f"| {p} | {n} | {_f(row['batch_p50_ms'], 3)} | {_f(row['per_stream_ms'], 4)} | 1/{1 / row['fraction_of_single']:.1f} |")
     off = r.get("offline")
@@ -163,6 +165,8 @@ def plots(r: dict, out_dir: str | Path) -> list[str]:
     if st:
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
         for prec, rows in st.items():
+            if prec == "trials":
+                continue
             ns = [int(n) for n in rows]
             ax.plot(ns, [rows[str(n)]["per_stream_ms"] for n in ns], marker="o", label=prec)
         ax.set_xscale("log", base=2)

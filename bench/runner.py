@@ -83,10 +83,12 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
     counts = (1, 8, 32) if quick else (1, 8, 32, 128)
     sp = ("fp32",) if quick else tuple(precisions)
     m243 = random_model(243, causal=True)
-    streams = _section(results, "streams", lambda: bench_streams(m243, counts, device, sp, (2.5 if quick else 8.0) * scale), log)
+    streams = _section(results, "streams", lambda: bench_streams(m243, counts, device, sp, (2.5 if quick else 8.0) * scale, probe=probe), log)
     results["streams"] = streams
     if streams:
         results["per_stream_ms"] = {n: row["per_stream_ms"] for n, row in streams["fp32"].items()}
+        for p in sp[1:]:
+            results[f"per_stream_{p}_ms"] = {n: row["per_stream_ms"] for n, row in streams[p].items()}
 
     # 3: offline throughput -------------------------------------------------------------
     full, where = shipped("full")

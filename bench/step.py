@@ -22,6 +22,10 @@ from .hardware import BandwidthProbe
 from .timing import interleave
 
 
+def trials_for(budget_s: float) -> int:
+    return 1 if budget_s < 4 else 3
+
+
 def cpu_precisions() -> list[str]:
     return ["fp32", "bf16", "int8"]
 
@@ -66,7 +70,17 @@ def bench_step(
         candidates["window_strided"] = run_strided
     if probe is not None:
         candidates["bandwidth"] = probe
-    samples = interleave(candidates, budget_s=budget_s, device=device)
+    # Several short trials; the one whose neutral bandwidth probe read fastest (the least
+    # disturbed by other tenants of the machine) is reported, every trial is kept.
+    trials = []
+    n_trials = trials_for(budget_s) if probe is not None else 1
+    for _ in range(n_trials):
+        trials.append(interleave(candidates, budget_s=budget_s / n_trials, device=device))
+    if probe is not None:
+        chosen = min(range(len(trials)), key=lambda i: trials[i]["bandwidth"].quantile(0.5))
+    else:
+        chosen = 0
+    samples = trials[chosen]
     model.to("cpu")
     weight_bytes = lifters[precisions[0]].weight_bytes
     out: dict = {
@@ -84,6 +98,12 @@ def bench_step(
         floor_ms = weight_bytes / (bw * 1e9) * 1e3
         out["floor_ms"] = floor_ms
         out["floor_multiple"] = {k: out["latency"][k]["p50_ms"] / floor_ms for k in out["latency"]}
+    out["trials"] = {
+        "count": len(trials),
+        "chosen": chosen,
+        "rule": "the trial whose bandwidth probe was fastest (least disturbed machine)",
+        "p50_ms": [{k: v.p50_ms for k, v in t.items()} for t in trials],
+    }
     lat = out["latency"]
     if windows:
         out["speedup_vs_dilated"] = {
