@@ -45,7 +45,7 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
 
     # 1 + 2: streaming step vs window re-runs, and the floor --------------------------
     step: dict = {}
-    budget = (2.5 if quick else 8.0) * scale
+    budget = (2.5 if quick else (5.0 if cuda else 8.0)) * scale
     rfs = (243,) if quick else (243, 81, 27)
     for rf in rfs:
         m = random_model(rf, causal=True)
@@ -100,9 +100,9 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
         lengths = (1000, 10000) if quick else (1000, 10000, 100000)
     else:
         lengths = (1000,) if quick else (1000, 10000)
-    offline = _section(results, "offline", lambda: bench_offline(full, lengths, device, (3.0 if quick else 10.0) * scale), log)
+    offline = _section(results, "offline", lambda: bench_offline(full, lengths, device, (3.0 if quick else (5.0 if cuda else 10.0)) * scale), log)
     if offline is not None and cuda and not quick:
-        big = _section(results, "offline batched", lambda: bench_offline(full, (100000,), device, 10.0, batch=8, reference=False), log)
+        big = _section(results, "offline batched", lambda: bench_offline(full, (100000,), device, 5.0 * scale, batch=8, reference=False), log)
         if big:
             offline.update(big)
     results["offline"] = offline

@@ -36,15 +36,19 @@ def _default_model():
 
 
 def _server_main(conn, precision: str, max_streams: int, threads: int, device: str) -> None:
-    import torch
+    try:
+        import torch
 
-    from stream.engine import LiftEngine
-    from stream.service import PoseServer
+        from stream.engine import LiftEngine
+        from stream.service import PoseServer
 
-    torch.set_num_threads(threads)
-    model, label = _default_model()
-    engine = LiftEngine(model, max_streams=max_streams, device=device, precision=precision)
-    server = PoseServer(engine, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", lossless=True, status_interval_s=0)
+        torch.set_num_threads(threads)
+        model, label = _default_model()
+        engine = LiftEngine(model, max_streams=max_streams, device=device, precision=precision)
+        server = PoseServer(engine, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", lossless=True, status_interval_s=0)
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}", ""))
+        return
     conn.send((server.input_endpoint, server.publish_endpoint, label))
     try:
         while not conn.poll():
@@ -63,6 +67,9 @@ class _Server:
             self.proc.kill()
             raise RuntimeError("the server process did not start within 180 s")
         self.input, self.publish, self.label = self.conn.recv()
+        if self.input == "error":
+            self.proc.join(5)
+            raise RuntimeError(f"the server process failed: {self.publish}")
 
     def close(self) -> None:
         try:
@@ -180,6 +187,9 @@ def _rate(server: _Server, rate: float, n_streams: int, duration_s: float, msgs)
 def bench_zmq(device: str = "cpu", quick: bool = False, precisions: tuple[str, ...] | None = None,
               threads: int = 1, scale: float = 1.0) -> dict:
     """p50/p99 send-to-receive latency and the highest sustained lossless rate, per precision."""
+    import zmq  # noqa: F401  (fail here, at once, when pyzmq is missing)
+
+    import stream.service  # noqa: F401
     precisions = precisions or (("fp32",) if quick else (("fp32", "int8") if device == "cpu" else ("fp32", "fp16")))
     n_streams = 16 if quick else 64
     rates = (1000.0, 2000.0) if quick else (1000.0, 2000.0, 4000.0, 8000.0, 16000.0)

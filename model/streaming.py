@@ -383,7 +383,7 @@ class StreamingLifter:
                 run()
         torch.cuda.current_stream(self.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=stream):  # capture on the warmed-up stream
             y = run()
         self.state = saved  # the warm-up and capture wrote into the rings
         return {"graph": graph, "x": x, "times": times, "fresh": fresh, "y": y}
