@@ -43,7 +43,8 @@ def format_info(info: dict) -> str:
     ]
     training = info.get("training") or {}
     for key, value in training.items():
-        lines.append(f"training.{key:<8}{json.dumps(value) if not isinstance(value, str) else value}")
+        text = value if isinstance(value, str) else json.dumps(value)
+        lines.append(f"{'training ' + key:<24}{text}")
     return "\n".join(lines)
 
 
