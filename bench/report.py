@@ -83,9 +83,8 @@ def markdown(r: dict) -> str:
         lines += ["", f"Accuracy: skipped ({acc.get('data')})."]
     z = r.get("zmq")
     if z:
-        lines += ["", f"## ZeroMQ end to end over loopback ({z['mode']}, server in its own process, "
-                  f"{z['torch_threads_in_server']} torch thread; {z.get('model')})", "",
-                  "| precision | latency p50 ms | p99 ms | highest sustained rate (0 lost), fps | rates tried |", "|---|---:|---:|---:|---|"]
+        lines += ["", f"## ZeroMQ end to end over loopback ({z['mode']}, server in its own process; {z.get('model')})", "",
+                  "| precision@torch threads | latency p50 ms | p99 ms | highest sustained rate (0 lost), fps | rates tried |", "|---|---:|---:|---:|---|"]
         for p, v in z["by_precision"].items():
             tried = ", ".join(f"{x['rate_fps']:.0f}{'' if x['sustained'] else ' (lag %.2f s)' % x['lag_after_last_send_s']}" for x in v["rates"])
             lines.append(f"| {p} | {_f(v['latency']['p50_ms'], 3)} | {_f(v['latency']['p99_ms'], 3)} | {_f(v['max_sustained_fps'])} | {tried} |")

@@ -191,14 +191,22 @@ def bench_zmq(device: str = "cpu", quick: bool = False, precisions: tuple[str, .
 
     import stream.service  # noqa: F401
     precisions = precisions or (("fp32",) if quick else (("fp32", "int8") if device == "cpu" else ("fp32", "fp16")))
+    # fp32 at the service's default of 1 torch thread first (the headline figure), then each
+    # precision at 1 and 2 threads when there is time.
+    combos = [(precisions[0], threads)]
+    if not quick:
+        for p in precisions:
+            for th in (1, 2):
+                if (p, th) not in combos:
+                    combos.append((p, th))
     n_streams = 16 if quick else 64
     rates = (1000.0, 2000.0) if quick else (1000.0, 2000.0, 4000.0, 8000.0, 16000.0)
     duration = (1.0 if quick else 2.0) * scale
     out: dict = {"streams_for_rate": n_streams, "torch_threads_in_server": threads, "mode": "lossless (PUSH/PULL)",
                  "by_precision": {}}
     msgs = _encode_all(n_streams, 240)
-    for p in precisions:
-        server = _Server(p, n_streams, threads, device)
+    for p, th in combos:
+        server = _Server(p, n_streams, th, device)
         try:
             out["model"] = server.label
             lat = _latency(server, max(20, int((100 if quick else 400) * scale)), 10 if scale < 1 else 30)
@@ -209,10 +217,11 @@ def bench_zmq(device: str = "cpu", quick: bool = False, precisions: tuple[str, .
                 if not res["sustained"]:
                     break
             best = max((x["rate_fps"] for x in runs if x["sustained"]), default=0.0)
-            out["by_precision"][p] = {"latency": lat, "rates": runs, "max_sustained_fps": best}
+            out["by_precision"][f"{p}@{th}"] = {"latency": lat, "rates": runs, "max_sustained_fps": best,
+                                                "precision": p, "torch_threads": th}
         finally:
             server.close()
-    main = out["by_precision"][precisions[0]]
+    main = out["by_precision"][f"{precisions[0]}@{threads}"]
     out["zmq_p50_ms"] = main["latency"]["p50_ms"]
     out["zmq_p99_ms"] = main["latency"]["p99_ms"]
     out["zmq_max_rate_fps"] = main["max_sustained_fps"]
