@@ -1,8 +1,22 @@
-"""Training: mocap data, virtual cameras, metrics, supervised and semi-supervised training."""
+"""Training: mocap data, virtual cameras, metrics, supervised and semi-supervised training.
 
-from .dataset import Take, load_takes, split_takes
-from .evaluate import EvaluationResult, evaluate_sequences, evaluate_takes
-from .trainer import TrainConfig, Trainer, train
+The public names are imported lazily, so ``poselift --help`` does not pay for torch.
+"""
 
-__all__ = ["EvaluationResult", "Take", "TrainConfig", "Trainer", "evaluate_sequences", "evaluate_takes",
-           "load_takes", "split_takes", "train"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Take": "dataset", "load_takes": "dataset", "split_takes": "dataset",
+    "EvaluationResult": "evaluate", "evaluate_sequences": "evaluate", "evaluate_takes": "evaluate",
+    "TrainConfig": "trainer", "Trainer": "trainer", "train": "trainer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'train' has no attribute {name!r}")
