@@ -120,16 +120,18 @@ class StreamingLifter:
             precision = dtype
         self.precision = resolve_precision(precision, self.device)
         self.backend = linear_backend(self.precision, self.device)
-        self.dtype = ACTIVATION_DTYPES[self.precision]
+        self.dtype = ACTIVATION_DTYPES[self.precision]  # activations between the layers
+        self._in_dtype = torch.float32  # the expand layer's input (keypoints) stays fp32
         self.batch_size = batch_size
         self.net: FoldedModel = fold_model(model)  # fp32, CPU: the reference parameters
         self._layers: list[FoldedConv] = [self.net.expand] + [b.wide for b in self.net.blocks]
         self._residual_taps = [b.residual_tap for b in self.net.blocks]
 
         def pack(weight: torch.Tensor, bias: torch.Tensor, relu: bool, edge: bool = False):
-            # int8 keeps the first (expand) and last (shrink) layers in fp32: 0.4 % of the
-            # weights of the 1024-channel models, where the input and output precision is decided.
-            precision = "fp32" if edge and self.precision == "int8" else self.precision
+            # Reduced precisions keep the first (expand) and last (shrink) layers in fp32:
+            # 0.4 % of the weights of the 1024-channel models, and the keypoints are not
+            # rounded to bf16 (about 2 px at 1000 px) on the way in.
+            precision = "fp32" if edge else self.precision
             return pack_linear(weight, bias, precision, self.device, relu, batch_size)
 
         # Tap-major weight matrices: taps (b, W, C_in) flatten to (b, W * C_in).
@@ -146,6 +148,7 @@ class StreamingLifter:
         self._widths = [layer.width for layer in self._layers]
         self._dilations = [layer.dilation for layer in self._layers]
         self._channels = [layer.weight.shape[1] for layer in self._layers]
+        self._layer_dtypes = [self._in_dtype] + [self.dtype] * (len(self._layers) - 1)
         cols_d, cols_w, cols_j, self._cols = [], [], [], []
         col = 0
         for w, d in zip(self._widths, self._dilations):
@@ -160,8 +163,8 @@ class StreamingLifter:
         self._col_j1 = torch.tensor(cols_j, device=idx_device) + 1
         self._all_rows = torch.arange(batch_size, device=idx_device)
         self._taps = [
-            torch.empty(batch_size * w, c, device=self.device, dtype=self.dtype)
-            for w, c in zip(self._widths, self._channels)
+            torch.empty(batch_size * w, c, device=self.device, dtype=dt)
+            for w, c, dt in zip(self._widths, self._channels, self._layer_dtypes)
         ]
         self._state = self._empty_state()
         self._views = self._lockstep_views()
@@ -221,13 +224,13 @@ class StreamingLifter:
 
     def _empty_state(self) -> StreamState:
         buffers = [
-            torch.zeros(self.batch_size, d, 2 * w, c, device=self.device, dtype=self.dtype)
-            for w, d, c in zip(self._widths, self._dilations, self._channels)
+            torch.zeros(self.batch_size, d, 2 * w, c, device=self.device, dtype=dt)
+            for w, d, c, dt in zip(self._widths, self._dilations, self._channels, self._layer_dtypes)
         ]
         return StreamState(
             buffers,
             torch.zeros(self.batch_size, dtype=torch.int64),
-            torch.zeros(self.batch_size, self.input_size, device=self.device, dtype=self.dtype),
+            torch.zeros(self.batch_size, self.input_size, device=self.device, dtype=self._in_dtype),
         )
 
     # -------------------------------------------------------------------- control
@@ -278,10 +281,10 @@ class StreamingLifter:
         if indices is None and self._use_graph:
             y = self._graph_step(x)
         elif run and (b == 1 or bool((frames == frames[0]).all())):
-            h = x.reshape(b, -1).to(self.device, self.dtype)
+            h = x.reshape(b, -1).to(self.device, self._in_dtype)
             y = self._lockstep_forward(h, int(frames[0]), first, b)
         else:
-            h = x.reshape(b, -1).to(self.device, self.dtype)
+            h = x.reshape(b, -1).to(self.device, self._in_dtype)
             fresh = (frames == 0).nonzero()[:, 0]
             fresh = fresh.to(rows.device) if fresh.numel() else None
             y = self._gather_forward(h, rows, frames.to(self._col_d.device), fresh)
@@ -311,8 +314,8 @@ class StreamingLifter:
                 write_a.copy_(h)
                 write_b.copy_(h)
             out = op(taps)
-            h = out if k == 0 else self._pointwise_ops[k - 1](out).add_(residual)
-        return self._shrink_op(h)
+            h = out.to(self.dtype) if k == 0 else self._pointwise_ops[k - 1](out).add_(residual)
+        return self._shrink_op(h.float())
 
     def _gather_forward(self, h: torch.Tensor, rows: torch.Tensor, times: torch.Tensor, fresh) -> torch.Tensor:
         """Streams at different frame counts (or a subset of them): gather the taps.
@@ -345,11 +348,11 @@ class StreamingLifter:
             torch.index_select(flat, 0, idx[:, lo:hi].reshape(-1), out=taps)
             out = op(taps.view(b, width * channels))
             if k == 0:
-                h = out
+                h = out.to(self.dtype)
             else:
                 residual = taps.view(b, width, channels)[:, self._residual_taps[k - 1]]
                 h = self._pointwise_ops[k - 1](out).add_(residual)
-        return self._shrink_op(h)
+        return self._shrink_op(h.float())
 
     # ------------------------------------------------------------------ CUDA graph
     def _graph_step(self, x: torch.Tensor) -> torch.Tensor:
@@ -374,7 +377,7 @@ class StreamingLifter:
         saved = self._state.clone()
 
         def run() -> torch.Tensor:
-            return self._gather_forward(x.to(self.dtype), self._all_rows, times, fresh if any_fresh else None)
+            return self._gather_forward(x.to(self._in_dtype), self._all_rows, times, fresh if any_fresh else None)
 
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
