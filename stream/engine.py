@@ -270,6 +270,8 @@ class LiftEngine:
         return self.run()
 
     def _pose(self, m: _Meta, joints: np.ndarray, root: np.ndarray | None, valid: bool, warmup: bool) -> PoseOut:
+        if not np.isfinite(joints).all() or (root is not None and not np.isfinite(root).all()):
+            valid = False  # never publish NaN/inf as a valid pose (e.g. overflow in reduced precision)
         return PoseOut(m.stream, m.frame, m.t, m.t_recv, np.asarray(joints, np.float32), bool(valid), bool(warmup),
                        m.filled, m.gap, root, m.x)
 

@@ -26,6 +26,9 @@ VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_STREAM_NAME = 128
 MAX_IMAGE_SIDE = 65536
+# Keypoints may lie outside the image, but not absurdly far: a finite 1e300 px became inf in
+# the model's float32 input and was published as NaN joints with valid = true.
+MAX_COORD_PX = 1e6
 
 POSE_TOPIC_PREFIX = "pose3d."
 STATUS_TOPIC = "status"
@@ -134,6 +137,8 @@ def validate_input(msg: Any) -> Frame2D:
         x, y = float(p[0]), float(p[1])
         if math.isinf(x) or math.isinf(y) or (math.isnan(x) != math.isnan(y)):
             raise ProtocolError("non_finite", f"kp[{j}] = [{x}, {y}]: inf, or NaN in only one coordinate")
+        if abs(x) > MAX_COORD_PX or abs(y) > MAX_COORD_PX:
+            raise ProtocolError("bad_type", f"kp[{j}] = [{x}, {y}]: coordinates must be within ±{MAX_COORD_PX:g} pixels")
         if len(p) == 3:
             has_conf = True
             c = float(p[2])

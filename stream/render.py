@@ -19,6 +19,20 @@ def _bone_color(j: int) -> str:
     return "tab:red" if j in H36M_LEFT else ("tab:blue" if j in (1, 2, 3, 14, 15, 16) else "0.2")
 
 
+def _fill_nan_rows(a: np.ndarray, default: np.ndarray) -> np.ndarray:
+    """Replace NaN rows by the previous finite row (or the next one, or ``default``)."""
+    out = a.copy()
+    good = np.nonzero(~np.isnan(a).any(axis=1))[0]
+    for i in range(len(a)):
+        if np.isnan(out[i]).any():
+            if len(good) == 0:
+                out[i] = default
+            else:
+                before = good[good < i]
+                out[i] = a[before[-1]] if len(before) else a[good[0]]
+    return out
+
+
 def ffmpeg_available() -> bool:
     from matplotlib import animation
 
@@ -65,10 +79,23 @@ def render_animation(out: str | Path, keypoints2d: np.ndarray, poses3d: np.ndarr
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.03, top=0.88, wspace=0.05)
     if title:
         fig.suptitle(title, fontsize=9)
-    ax2.set_xlim(0, width)
-    ax2.set_ylim(height, 0)
+    # The 2D panel follows the person (a window of fixed size centred on each frame's
+    # keypoints), unless images are shown underneath.
+    centres = None
+    if image_frames is None:
+        ok = np.isfinite(kp).all(axis=-1)  # (T, 17)
+        lo = np.where(ok[..., None], kp, np.inf).min(axis=1)
+        hi = np.where(ok[..., None], kp, -np.inf).max(axis=1)
+        have = ok.any(axis=1)
+        if have.any():
+            half = float(np.max((hi - lo)[have])) * 0.6 + 10.0
+            centres = np.where(have[:, None], (lo + hi) / 2, np.nan)
+            centres = _fill_nan_rows(centres, np.array([width / 2, height / 2]))
+    if centres is None:
+        ax2.set_xlim(0, width)
+        ax2.set_ylim(height, 0)
     ax2.set_aspect("equal")
-    ax2.set_title(f"2D input ({width}x{height} px)", fontsize=8)
+    ax2.set_title(f"2D input (pixels of a {width}x{height} image)", fontsize=8)
     ax2.set_xticks([])
     ax2.set_yticks([])
     image_artist = ax2.imshow(image_frames[0], extent=(0, width, height, 0)) if image_frames else None
@@ -100,6 +127,9 @@ def render_animation(out: str | Path, keypoints2d: np.ndarray, poses3d: np.ndarr
                 line.set_data_3d([pose[j, 0], pose[p, 0]], [pose[j, 2], pose[p, 2]], [-pose[j, 1], -pose[p, 1]])
         if image_artist is not None:
             image_artist.set_data(image_frames[min(f, len(image_frames) - 1)])
+        if centres is not None:
+            ax2.set_xlim(centres[f, 0] - half, centres[f, 0] + half)
+            ax2.set_ylim(centres[f, 1] + half, centres[f, 1] - half)
         text.set_text(f"frame {f}")
         return [*lines2, *lines3, *gt_lines, text]
 

@@ -109,3 +109,11 @@ def test_engine_on_cuda_with_restart_and_trajectory(causal):
         ref = lift_sequence(model, x, device="cuda")[0].cpu().numpy()
         np.testing.assert_allclose(np.stack([p.joints for p in seg]), ref, atol=2e-3, rtol=0)  # TF32 on GPUs
         assert all(p.root is not None and np.isfinite(p.root).all() for p in seg)
+
+
+def test_non_finite_model_output_is_never_valid():
+    model = random_model((3,), causal=True, channels=8)
+    eng = LiftEngine(model)
+    kp = np.full((17, 2), 3e38)  # passes nothing in the protocol (too far), but the engine must cope anyway
+    (pose,) = eng.process([Frame2D("s", 0, 0.0, "h36m17", 640, 480, kp)])
+    assert not pose.valid or np.isfinite(pose.joints).all()

@@ -82,6 +82,7 @@ BAD = [
     ("unknown_layout", pack(good(layout="openpose25"))),
     ("wrong_joint_count", pack(good(kp=[[1.0, 2.0]] * 16))),
     ("wrong_joint_count", pack(good(layout="mediapipe33"))),
+    ("bad_type", pack(good(kp=[[1e300, 1.0]] + [[1.0, 2.0]] * 16))),  # finite, but inf once in float32
     ("non_finite", pack(good(t=math.inf))),
     ("non_finite", pack(good(t=math.nan))),
     ("non_finite", pack(good(kp=[[math.inf, 1.0]] + [[1.0, 2.0]] * 16))),
