@@ -42,7 +42,8 @@ def markdown(r: dict) -> str:
             p = cand.replace("step_", "")
             sd = g.get("speedup_vs_dilated", {}).get(p)
             ss = g.get("speedup_vs_strided", {}).get(p)
-            lines.append(f"| {name} | {cand} ({g['backends'].get(p, 'torch') if cand.startswith('step') else 'fp32'}) | "
+            kind = g["backends"].get(p, "eager" if cand.endswith("_eager") else "torch") if cand.startswith("step") else "fp32"
+            lines.append(f"| {name} | {cand} ({kind}) | "
                          f"{_f(lat['p50_ms'], 3)} | {_f(lat['p99_ms'], 3)} | {_f(g.get('floor_multiple', {}).get(cand))} | "
                          f"{_f(sd, 1) + 'x' if sd else ''} | {_f(ss, 1) + 'x' if ss else ''} |")
         if "floor_ms" in g:
