@@ -259,37 +259,36 @@ class StreamingLifter:
             (negative while warming up).
         """
         cfg = self.config
+        state = self._state
         if indices is None:
-            b = self.batch_size
-            rows = self._all_rows
-            frames = self._state.frames
+            b, first, run = self.batch_size, 0, True
+            frames = state.frames
         else:
             idx = list(indices)
             b = len(idx)
             if len(set(idx)) != b or (b and (min(idx) < 0 or max(idx) >= self.batch_size)):
                 raise ValueError(f"stream indices must be distinct and in [0, {self.batch_size}), got {idx}")
-            rows = torch.tensor(idx, device=self._all_rows.device)
-            frames = self._state.frames[idx]
+            # Rows that are one contiguous run of slots at one frame count take the fast path.
+            first = idx[0] if b else 0
+            run = b > 0 and idx[-1] - first == b - 1 and (b == 1 or idx == list(range(first, first + b)))
+            frames = state.frames[first: first + b] if run else state.frames[idx]
         if x.shape != (b, cfg.num_joints_in, cfg.in_features):
             raise ValueError(
                 f"expected keypoints of shape ({b}, {cfg.num_joints_in}, {cfg.in_features}), got {tuple(x.shape)}"
             )
-        state = self._state
-        # Rows that form one contiguous run of slots at one frame count take the fast path.
-        first = 0 if indices is None else (idx[0] if b else -1)
-        run = indices is None or (b > 0 and idx[-1] - first == b - 1 and idx == list(range(first, first + b)))
         if indices is None and self._use_graph:
             y = self._graph_step(x)
         elif run and (b == 1 or bool((frames == frames[0]).all())):
             h = x.reshape(b, -1).to(self.device, self._in_dtype)
             y = self._lockstep_forward(h, int(frames[0]), first, b)
         else:
+            rows = self._all_rows if indices is None else torch.tensor(idx, device=self._all_rows.device)
             h = x.reshape(b, -1).to(self.device, self._in_dtype)
             fresh = (frames == 0).nonzero()[:, 0]
             fresh = fresh.to(rows.device) if fresh.numel() else None
             y = self._gather_forward(h, rows, frames.to(self._col_d.device), fresh)
-        if indices is None:
-            state.frames += 1
+        if run:
+            frames += 1  # a view of state.frames
         else:
             state.frames[idx] += 1
         return y.reshape(b, cfg.num_joints_out, 3).float()
