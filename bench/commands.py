@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from .report import markdown, plots
     from .runner import run_bench, write_json
 
-    results = run_bench(args.device, args.quick, log=lambda m: print(m, file=sys.stderr, flush=True))
+    save = (lambda r: write_json(r, args.json)) if args.json else None
+    results = run_bench(args.device, args.quick, log=lambda m: print(m, file=sys.stderr, flush=True), save=save)
     out_dir = Path(args.out_dir) if args.out_dir else (Path(args.json).parent if args.json else None)
     if args.json:
         write_json(results, args.json)

@@ -22,15 +22,21 @@ def _section(results: dict, name: str, fn, log) -> object:
     try:
         value = fn()
         log(f"[bench] {name} done in {time.perf_counter() - t:.1f} s")
+        results.setdefault("_partial", {})[name] = value
         return value
     except Exception as exc:  # keep going: one broken section must not lose the others
         results.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
         log(f"[bench] {name} FAILED: {exc}\n{traceback.format_exc()}")
         return None
+    finally:
+        save = results.get("_save")
+        if save is not None:  # a run cut short still leaves every finished section on disk
+            save(results)
 
 
-def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float = 1.0) -> dict:
-    """Run every section. ``scale`` shrinks budgets and frame counts (tests use 0.1)."""
+def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float = 1.0, save=None) -> dict:
+    """Run every section. ``scale`` shrinks budgets and frame counts (tests use 0.1);
+    ``save(results)`` is called after each section (partial results on disk)."""
     from .accuracy import precision_p1, validation_sequences
     from .offline import bench_offline, offline_accuracy
     from .step import bench_step, cpu_precisions, cuda_precisions
@@ -39,13 +45,13 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
     t0 = time.perf_counter()
     cuda = device == "cuda"
     precisions = cuda_precisions() if cuda else cpu_precisions()
-    results: dict = {"device": device, "quick": quick, "hardware": hardware(device)}
+    results: dict = {"device": device, "quick": quick, "hardware": hardware(device), "_save": save}
     probe = BandwidthProbe(device)
     results["hardware"]["bandwidth_probe_mb"] = probe.nbytes / 2**20
 
     # 1 + 2: streaming step vs window re-runs, and the floor --------------------------
     step: dict = {}
-    budget = (2.5 if quick else (5.0 if cuda else 8.0)) * scale
+    budget = (2.5 if quick else (4.0 if cuda else 8.0)) * scale
     rfs = (243,) if quick else (243, 81, 27)
     for rf in rfs:
         m = random_model(rf, causal=True)
@@ -83,7 +89,7 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
     counts = (1, 8, 32) if quick else (1, 8, 32, 128)
     sp = ("fp32",) if quick else tuple(precisions)
     m243 = random_model(243, causal=True)
-    streams = _section(results, "streams", lambda: bench_streams(m243, counts, device, sp, (2.5 if quick else 8.0) * scale, probe=probe), log)
+    streams = _section(results, "streams", lambda: bench_streams(m243, counts, device, sp, (2.5 if quick else (6.0 if cuda else 8.0)) * scale, probe=probe), log)
     results["streams"] = streams
     if streams:
         results["per_stream_ms"] = {n: row["per_stream_ms"] for n, row in streams["fp32"].items()}
@@ -100,7 +106,7 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
         lengths = (1000, 10000) if quick else (1000, 10000, 100000)
     else:
         lengths = (1000,) if quick else (1000, 10000)
-    offline = _section(results, "offline", lambda: bench_offline(full, lengths, device, (3.0 if quick else (5.0 if cuda else 10.0)) * scale), log)
+    offline = _section(results, "offline", lambda: bench_offline(full, lengths, device, (3.0 if quick else (4.0 if cuda else 10.0)) * scale), log)
     if offline is not None and cuda and not quick:
         big = _section(results, "offline batched", lambda: bench_offline(full, (100000,), device, 5.0 * scale, batch=8, reference=False), log)
         if big:
@@ -163,6 +169,8 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
 
     results["goals"] = goals(results)
     results["elapsed_s"] = time.perf_counter() - t0
+    results.pop("_save", None)
+    results.pop("_partial", None)
     results["hardware"]["load_average_1min_at_end"] = __import__("os").getloadavg()[0]
     return results
 
@@ -242,4 +250,5 @@ def goals(r: dict) -> list[dict]:
 def write_json(results: dict, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    clean = {k: v for k, v in results.items() if k != "_save"}
+    path.write_text(json.dumps(clean, indent=2, default=float) + "\n")
