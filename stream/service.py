@@ -21,6 +21,7 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -86,24 +87,41 @@ class PosePublisher:
         self.sock.setsockopt(zmq.LINGER, PUSH_LINGER_MS if lossless else PUB_LINGER_MS)
         self.endpoint = bind(self.sock, addr)
         self.published = 0
+        self.undelivered = 0  # lossless poses given up on because the server stopped with no consumer
+        self.status_dropped = 0  # status messages not sent because the (PUSH) consumer was behind
+        # Asked while a lossless send waits for a consumer: True gives up on that message.
+        self.should_stop: Callable[[], bool] | None = None
 
-    def _send(self, topic: str, payload: bytes) -> None:
-        if self.single_frame:
-            self.sock.send(payload)
-        else:
-            self.sock.send_multipart([topic.encode(), payload])
+    def _send(self, topic: str, payload: bytes, *, block: bool = True) -> bool:
+        """Send one message. PUB never waits (it drops at the high-water mark). PUSH waits
+        for a consumer when ``block`` (lossless poses), polling so that :attr:`should_stop`
+        can end the wait; status messages (``block=False``) are dropped instead."""
+        parts = [payload] if self.single_frame else [topic.encode(), payload]
+        while True:
+            try:
+                self.sock.send_multipart(parts, zmq.NOBLOCK)
+                return True
+            except zmq.Again:
+                if not block:
+                    self.status_dropped += 1
+                    return False
+                if self.should_stop is not None and self.should_stop():
+                    self.undelivered += 1
+                    return False
+                self.sock.poll(100, zmq.POLLOUT)
 
     def send_pose(self, p: PoseOut) -> float:
         """Publish one pose; returns its latency in ms (receipt to send)."""
         latency_ms = (time.perf_counter() - p.t_recv) * 1000.0
-        self._send(pose_topic(p.stream), encode_pose(
-            stream=p.stream, frame=p.frame, t=p.t, joints=p.joints, valid=p.valid, warmup=p.warmup,
-            filled=p.filled, latency_ms=latency_ms, gap=p.gap, root=p.root))
-        self.published += 1
+        if self._send(pose_topic(p.stream), encode_pose(
+                stream=p.stream, frame=p.frame, t=p.t, joints=p.joints, valid=p.valid, warmup=p.warmup,
+                filled=p.filled, latency_ms=latency_ms, gap=p.gap, root=p.root)):
+            self.published += 1
         return latency_ms
 
     def send_status(self, event: str, counters: dict[str, Any], **kw: Any) -> None:
-        self._send(STATUS_TOPIC, encode_status(event, counters, **kw))
+        """Status never blocks the lifter: with no PUSH consumer ready it is dropped."""
+        self._send(STATUS_TOPIC, encode_status(event, counters, **kw), block=False)
 
     def close(self) -> None:
         self.sock.close()
@@ -138,6 +156,8 @@ class PoseServer:
             self.inp.close()
             raise
         self.publish_endpoint = self.publisher.endpoint
+        self._deadline: float | None = None
+        self.publisher.should_stop = self._should_stop
         self.received = 0
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
@@ -154,6 +174,7 @@ class PoseServer:
             "rejected": dict(self.rejected),
             "rejected_total": sum(self.rejected.values()),
             "resets": self.engine.counters["resets"],
+            "undelivered": self.publisher.undelivered,
             "streams": len(self.engine.streams),
         }
 
@@ -199,17 +220,18 @@ class PoseServer:
 
     def serve_forever(self, *, max_frames: int | None = None, duration_s: float | None = None) -> dict[str, Any]:
         """Run until :meth:`stop`, Ctrl-C, ``max_frames`` published poses or ``duration_s``."""
-        t_end = None if duration_s is None else time.monotonic() + duration_s
-        while not self._stop.is_set():
+        self._deadline = None if duration_s is None else time.monotonic() + duration_s
+        while not self._should_stop():
             self.poll_once(50)
             if max_frames is not None and self.publisher.published >= max_frames:
-                break
-            if t_end is not None and time.monotonic() >= t_end:
                 break
         for p in self.engine.flush():  # symmetric models: the poses still pending
             self.latencies_ms.append(self.publisher.send_pose(p))
         self.publisher.send_status("counters", self.counters())
         return self.counters()
+
+    def _should_stop(self) -> bool:
+        return self._stop.is_set() or (self._deadline is not None and time.monotonic() >= self._deadline)
 
     def stop(self) -> None:
         """Ask :meth:`serve_forever` (running in another thread) to return."""

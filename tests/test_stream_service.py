@@ -342,3 +342,21 @@ def test_single_frame_output_works_with_a_conflating_consumer():
         tx.close()
         sub.close(0)
     assert got is not None and got["type"] == "pose3d" and got["stream"] == "cam0" and len(got["joints"]) == 17
+
+
+def test_lossless_server_without_consumer_still_stops():
+    """Status never blocks, and a lossless pose waiting for a consumer gives way to stop."""
+    model = random_model((3,), causal=True, channels=8)
+    server = PoseServer(LiftEngine(model), ANY, ANY, lossless=True, status_interval_s=0.05)
+    tx = KeypointSender(server.input_endpoint, lossless=True)
+    kp = project(synthetic_poses(3))
+    try:
+        for t in range(3):
+            tx.send("s", t, kp[t], width=WIDTH, height=HEIGHT)
+        t0 = time.monotonic()
+        counters = server.serve_forever(duration_s=0.5)
+        assert time.monotonic() - t0 < 3.0
+    finally:
+        tx.close()
+        server.close()
+    assert counters["received"] == 3 and counters["published"] == 0 and counters["undelivered"] == 3
