@@ -35,11 +35,12 @@ def random_model(rf: int = 243, causal: bool = True, channels: int = 1024, seed:
 def shipped(name: str = "causal") -> tuple[TemporalModel | None, str]:
     """The shipped checkpoint ``name`` and its path, or (None, reason)."""
     path = WEIGHTS / f"{name}.pt"
+    shown = f"model/weights/{name}.pt"
     if not path.exists():
-        return None, f"{path} not found"
+        return None, f"{shown} not found"
     from model import load_checkpoint
 
-    return load_checkpoint(path).model.eval(), str(path)
+    return load_checkpoint(path).model.eval(), shown
 
 
 def describe(model: TemporalModel) -> str:
