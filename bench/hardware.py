@@ -20,6 +20,24 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_details() -> dict:
+    """Family/model numbers and the vector extensions that matter here (a VM may hide the name)."""
+    out: dict = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key in ("cpu family", "model", "stepping") and key not in out:
+                    out[key.replace(" ", "_")] = value
+                elif key == "flags" and "flags" not in out:
+                    have = set(value.split())
+                    out["flags"] = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8") if f in have]
+    except OSError:
+        pass
+    return out
+
+
 def cache_bytes() -> int | None:
     """Size of the last-level cache, from sysfs (None when unknown)."""
     best = None
@@ -40,6 +58,7 @@ def cache_bytes() -> int | None:
 def hardware(device: str = "cpu") -> dict:
     info = {
         "cpu": cpu_model(),
+        "cpu_details": cpu_details(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "last_level_cache_mb": (cache_bytes() or 0) / 2**20,
