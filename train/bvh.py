@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.skeleton import H36M_JOINT_NAMES
+from .bvh_mapping import SkeletonMapping, resolve_mapping, to_h36m
 
 
 class BVHError(ValueError):
@@ -253,87 +253,38 @@ def forward_kinematics(
     return np.concatenate(points, axis=0).transpose(1, 0, 2) * unit_scale, names
 
 
-# Mapping of the shared CMU ("Daz-friendly" cgspeed) skeleton to H36M-17. Each H36M joint is
-# the mean of the listed points. The definitions match what 2D detectors report (see
-# model/skeleton.py): pelvis = mid-hips, spine = mean of hips and shoulders, thorax =
-# mid-shoulders, neck_nose = the nose, head = mid-eyes. Extend MAPPINGS for other skeletons.
-CMU_EXTRA_POINTS: dict[str, tuple[str, tuple[float, float, float]]] = {
-    # the nose, in the head joint's frame (cm): between the eyes, lower and further forward
-    "nose": ("head", (0.24, 4.5, 10.0)),
-}
-CMU_TO_H36M: dict[str, tuple[str, ...]] = {
-    "pelvis": ("rThigh", "lThigh"),
-    "right_hip": ("rThigh",),
-    "right_knee": ("rShin",),
-    "right_ankle": ("rFoot",),
-    "left_hip": ("lThigh",),
-    "left_knee": ("lShin",),
-    "left_ankle": ("lFoot",),
-    "spine": ("rThigh", "lThigh", "rShldr", "lShldr"),
-    "thorax": ("rShldr", "lShldr"),
-    "neck_nose": ("nose",),
-    "head": ("leftEye", "rightEye"),
-    "left_shoulder": ("lShldr",),
-    "left_elbow": ("lForeArm",),
-    "left_wrist": ("lHand",),
-    "right_shoulder": ("rShldr",),
-    "right_elbow": ("rForeArm",),
-    "right_wrist": ("rHand",),
-}
-
-
-@dataclass(frozen=True)
-class SkeletonMapping:
-    """How one BVH skeleton's joints become H36M-17."""
-
-    to_h36m: Mapping[str, tuple[str, ...]]
-    extra_points: Mapping[str, tuple[str, Sequence[float]]] = field(default_factory=dict)
-    unit_scale: float = 0.01
-    drop_first_frame: bool = True  # CMU frame 0 is a T-pose
-
-
-MAPPINGS: dict[str, SkeletonMapping] = {"cmu": SkeletonMapping(CMU_TO_H36M, CMU_EXTRA_POINTS)}
-
-
-def to_h36m(points: np.ndarray, names: Sequence[str], mapping: Mapping[str, tuple[str, ...]]) -> np.ndarray:
-    """(T, N, 3) named points -> (T, 17, 3) H36M joints by the mapping's means."""
-    index = {n: i for i, n in enumerate(names)}
-    out = np.empty((points.shape[0], 17, 3))
-    for j, name in enumerate(H36M_JOINT_NAMES):
-        try:
-            sources = [index[s] for s in mapping[name]]
-        except KeyError as exc:
-            raise KeyError(f"mapping for {name!r} names a joint the skeleton lacks: {exc}") from None
-        out[:, j] = points[:, sources].mean(axis=1)
-    return out
-
-
 def resample_indices(num_frames: int, source_fps: float, target_fps: float, phase: float = 0.0) -> np.ndarray:
-    """Fractional source-frame positions of a resampled take (phase in source frames)."""
+    """Fractional source-frame positions of a resampled take (phase in source frames).
+
+    Tolerates the rounding in BVH frame times (0.0333333 s is not exactly 1/30 s), so a
+    30 fps file resampled to 30 fps keeps every frame.
+    """
     if target_fps <= 0:
         raise ValueError("target fps must be positive")
     step = source_fps / target_fps
-    return np.arange(phase, num_frames - 1 + 1e-9, step)
+    count = int(np.floor((num_frames - 1 - phase) / step + 1e-4)) + 1
+    return np.minimum(phase + np.arange(max(count, 0)) * step, num_frames - 1)
 
 
 def load_h36m_positions(
     bvh: BVHMotion | str | os.PathLike,
     fps: float = 30.0,
-    mapping: SkeletonMapping | str = "cmu",
+    mapping: SkeletonMapping | str = "auto",
     offset_scale: np.ndarray | None = None,
     phase: float = 0.0,
     root_translation_scale: float = 1.0,
 ) -> np.ndarray:
     """A take as (T, 17, 3) H36M joints in metres (world frame, Y up) at ``fps``.
 
+    ``mapping`` is a :class:`train.bvh_mapping.SkeletonMapping`, the name of one in
+    ``MAPPINGS``, or ``"auto"`` to recognise the skeleton from its joint names.
     Drops the leading T-pose frame when the mapping says so. When the source rate is an
     integer multiple of ``fps`` the frames are subsampled exactly (FK only on those);
     otherwise joint positions are linearly interpolated.
     """
     if not isinstance(bvh, BVHMotion):
         bvh = read_bvh(bvh)
-    if isinstance(mapping, str):
-        mapping = MAPPINGS[mapping]
+    mapping = resolve_mapping(bvh, mapping)
     start = 1 if mapping.drop_first_frame and bvh.motion.shape[0] > 1 else 0
     usable = bvh.motion.shape[0] - start
     positions = resample_indices(usable, bvh.fps, fps, phase) + start
