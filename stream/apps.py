@@ -92,13 +92,13 @@ def mpjpe_mm(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(np.linalg.norm(pred - gt, axis=-1).mean() * 1000.0)
 
 
-def _publisher(addr: str | None, *, fallback: bool = False, lossless: bool = False):
+def _publisher(addr: str | None, *, fallback: bool = False, lossless: bool = False, allow_remote: bool = False):
     from .service import PosePublisher
 
     if not addr:
         return None
     try:
-        return PosePublisher(addr, lossless=lossless)
+        return PosePublisher(addr, lossless=lossless, allow_remote=allow_remote)
     except OSError as exc:
         if not fallback:
             raise UserError(str(exc)) from None
@@ -121,7 +121,7 @@ def _order(poses: list[PoseOut], n: int) -> list[PoseOut | None]:
 def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = None,
              out: str | Path | None = DEFAULT_DEMO_OUT, publish: str | None = "tcp://127.0.0.1:5556",
              frames: int | None = None, render_frames: int = 90, device: str = "auto", precision: str = "fp32",
-             realtime: bool = False, threads: int | None = 1) -> dict[str, Any]:
+             realtime: bool = False, threads: int | None = 1, allow_remote: bool = False) -> dict[str, Any]:
     """Replay a recorded 2D clip through the streaming model, publish it, render it.
 
     Needs no camera and no peer: poses go out on a PUB socket (``publish``; watch with
@@ -145,7 +145,7 @@ def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = 
     n = len(c.keypoints) if frames is None else max(1, min(frames, len(c.keypoints)))
     print(f"poselift demo: {n} frames of {c.source or clip_path.name} ({c.width}x{c.height} px, {c.fps:g} fps)")
     print(f"model: {describe_model(ckpt, engine)}")
-    pub = _publisher(publish, fallback=True)
+    pub = _publisher(publish, fallback=True, allow_remote=allow_remote)
     if pub is not None:
         print(f"publishing on {pub.endpoint} (topic pose3d.demo); watch with: poselift listen {pub.endpoint}")
         time.sleep(0.2)  # let a listener that is already waiting connect
@@ -194,30 +194,55 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
               checkpoint: str | Path | None = None, lossless: bool = False, device: str = "auto",
               precision: str = "fp32", max_streams: int = 16, single_frame: bool = False,
               max_frames: int | None = None, duration: float | None = None,
-              policy: GapPolicy | None = None, threads: int | None = 1) -> dict[str, Any]:
-    """Turn a ZeroMQ 2D feed into 3D poses until Ctrl-C (or ``max_frames``/``duration``)."""
+              policy: GapPolicy | None = None, threads: int | None = 1,
+              allow_remote: bool = False) -> dict[str, Any]:
+    """Turn a ZeroMQ 2D feed into 3D poses until Ctrl-C/SIGTERM (or ``max_frames``/``duration``).
+
+    The first SIGINT or SIGTERM stops it cleanly: queued frames are lifted, pending poses
+    flushed, a final ``counters`` status is sent and the counters are printed. A second
+    signal stops waiting (e.g. on a lossless consumer that no longer reads)."""
+    import signal
+    import threading
+
     from .service import PoseServer
 
     ckpt = load_model(checkpoint, "causal")
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=max_streams, policy=policy,
                          threads=threads)
     try:
-        server = PoseServer(engine, input, publish, lossless=lossless, single_frame=single_frame)
+        server = PoseServer(engine, input, publish, lossless=lossless, single_frame=single_frame,
+                            allow_remote=allow_remote)
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
     kind = ("PULL", "PUSH") if lossless else ("SUB", "PUB")
     print(f"model: {describe_model(ckpt, engine)}")
     print(f"input  {kind[0]} bound at {server.input_endpoint} (senders connect here)")
     print(f"output {kind[1]} bound at {server.publish_endpoint} (consumers connect here)", flush=True)
+    stopped_by: list[str] = []
+
+    def on_signal(signum, _frame):  # SIGTERM used to kill serve without flushing or reporting
+        stopped_by.append(signal.Signals(signum).name)
+        if len(stopped_by) > 1:
+            raise KeyboardInterrupt
+        server.stop()
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         counters = server.serve_forever(max_frames=max_frames, duration_s=duration)
     except KeyboardInterrupt:
         counters = server.counters()
     finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
         server.close()
     lat = latency_summary(server.latencies_ms)
+    if stopped_by:
+        print(f"stopped by {stopped_by[0]}" + (" (forced: pending poses not flushed)" if len(stopped_by) > 1 else ""))
     print(f"received {counters['received']}, published {counters['published']}, rejected {counters['rejected']}, "
           f"resets {counters['resets']}; latency p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms")
+    print("final counters: " + json.dumps(counters, sort_keys=True), flush=True)
     return {**counters, **lat}
 
 
@@ -247,7 +272,8 @@ def _draw_overlay(bgr: np.ndarray, kp_px: np.ndarray, pose: np.ndarray | None, t
 
 def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | Path | None = None,
                publish: str | None = None, window: bool = True, device: str = "auto", precision: str = "fp32",
-               max_frames: int | None = None, stream: str = "cam0", threads: int | None = 1) -> dict[str, Any]:
+               max_frames: int | None = None, stream: str = "cam0", threads: int | None = 1,
+               allow_remote: bool = False) -> dict[str, Any]:
     """Camera (or video file) -> MediaPipe -> streaming lifter, with a live window and
     optional publishing. Latency is measured from frame capture (before detection) to
     the lifted pose."""
@@ -263,7 +289,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
         src = VideoSource(video if video else camera, stream=stream, max_frames=max_frames)
     except (FileNotFoundError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
-    pub = _publisher(publish)
+    pub = _publisher(publish, allow_remote=allow_remote)
     print(f"model: {describe_model(ckpt, engine)}")
     if pub is not None:
         print(f"publishing on {pub.endpoint} (topic pose3d.{stream})")

@@ -24,6 +24,12 @@ def _model_options(p: argparse.ArgumentParser, precision: bool = True) -> None:
                        help="torch CPU threads (default 1: lowest per-frame latency for streaming)")
 
 
+def _allow_remote_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow binding a non-loopback address (e.g. tcp://0.0.0.0:5556); the protocol is neither "
+                        "authenticated nor encrypted, see docs/protocol.md, Security")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo", help="replay the bundled 2D clip through the causal model, publish and render it",
@@ -44,11 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--publish", default="tcp://127.0.0.1:5556", metavar="ADDR",
                    help="PUB address to bind (default tcp://127.0.0.1:5556; a free port if busy)")
     p.add_argument("--realtime", action="store_true", help="pace the replay at the clip's frame rate")
+    _allow_remote_option(p)
     _model_options(p)
     p.set_defaults(func=lambda a: _call("run_demo",
         clip=a.clip, checkpoint=a.checkpoint, out=None if a.no_render else a.out, publish=a.publish,
         frames=a.frames, render_frames=a.render_frames, device=a.device, precision=a.precision,
-        realtime=a.realtime, threads=a.threads))
+        realtime=a.realtime, threads=a.threads, allow_remote=a.allow_remote))
 
     p = subparsers.add_parser(
         "webcam", help="live 3D from a camera or video file (MediaPipe 2D + streaming lifter)",
@@ -65,10 +72,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-window", action="store_true", help="run headless (no display)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--stream", default="cam0", help="stream id used in the published messages (default cam0)")
+    _allow_remote_option(p)
     _model_options(p)
     p.set_defaults(func=lambda a: _call("run_webcam",
         camera=a.camera, video=a.video, checkpoint=a.checkpoint, publish=a.publish, window=not a.no_window,
-        device=a.device, precision=a.precision, max_frames=a.frames, stream=a.stream, threads=a.threads))
+        device=a.device, precision=a.precision, max_frames=a.frames, stream=a.stream, threads=a.threads,
+        allow_remote=a.allow_remote))
 
     p = subparsers.add_parser(
         "serve", help="turn a ZeroMQ 2D keypoint feed into 3D poses",
@@ -88,11 +97,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-streams", type=int, default=16, help="stream slots (default 16)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="stop after publishing N poses")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    _allow_remote_option(p)
     _model_options(p)
     p.set_defaults(func=lambda a: _call("run_serve",
         input=a.input, publish=a.publish, checkpoint=a.checkpoint, lossless=a.lossless, device=a.device,
         precision=a.precision, max_streams=a.max_streams, single_frame=a.single_frame, max_frames=a.frames,
-        duration=a.duration, threads=a.threads))
+        duration=a.duration, threads=a.threads, allow_remote=a.allow_remote))
 
     p = subparsers.add_parser(
         "video", help="lift a whole video offline to an npz (and optionally render it)",

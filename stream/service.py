@@ -16,6 +16,7 @@ Both addresses are *bound* by the server (senders and consumers connect) and def
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 import threading
 import time
@@ -60,9 +61,33 @@ def normalize_address(addr: str | int, default_host: str = "127.0.0.1") -> str:
     raise ValueError(f"not a ZeroMQ address: {addr!r} (expected e.g. tcp://127.0.0.1:5556 or 5556)")
 
 
-def bind(sock: zmq.Socket, addr: str) -> str:
-    """Bind and return the resolved endpoint (a ``*`` port becomes the chosen port)."""
+def is_loopback(endpoint: str) -> bool:
+    """True when binding ``endpoint`` exposes nothing beyond this machine: ``ipc://``,
+    ``inproc://``, or ``tcp://`` on a loopback address (127.0.0.0/8, ::1, localhost)."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    if scheme != "tcp":
+        return False
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "*", an interface name, a host name: may be reachable from outside
+        return False
+
+
+def bind(sock: zmq.Socket, addr: str, *, allow_remote: bool = False) -> str:
+    """Bind and return the resolved endpoint (a ``*`` port becomes the chosen port).
+
+    A non-loopback address raises ValueError unless ``allow_remote``: the protocol has no
+    authentication or encryption (docs/protocol.md, Security)."""
     addr = normalize_address(addr)
+    if not allow_remote and not is_loopback(addr):
+        raise ValueError(f"refusing to bind {addr}: not a loopback address, and poselift traffic is neither "
+                         f"authenticated nor encrypted; pass --allow-remote to expose it beyond this machine "
+                         f"(see docs/protocol.md, Security)")
     try:
         sock.bind(addr)
     except zmq.ZMQError as exc:
@@ -78,14 +103,18 @@ class PosePublisher:
     """
 
     def __init__(self, addr: str = DEFAULT_PUBLISH, *, lossless: bool = False, single_frame: bool = False,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, allow_remote: bool = False) -> None:
         self.context = context or zmq.Context.instance()
         self.lossless = lossless
         self.single_frame = single_frame
         self.sock = self.context.socket(zmq.PUSH if lossless else zmq.PUB)
         self.sock.setsockopt(zmq.SNDHWM, PUSH_SNDHWM if lossless else PUB_SNDHWM)
         self.sock.setsockopt(zmq.LINGER, PUSH_LINGER_MS if lossless else PUB_LINGER_MS)
-        self.endpoint = bind(self.sock, addr)
+        try:
+            self.endpoint = bind(self.sock, addr, allow_remote=allow_remote)
+        except BaseException:
+            self.sock.close()
+            raise
         self.published = 0
         self.undelivered = 0  # lossless poses given up on because the server stopped with no consumer
         self.status_dropped = 0  # status messages not sent because the (PUSH) consumer was behind
@@ -137,7 +166,7 @@ class PoseServer:
 
     def __init__(self, engine: LiftEngine, input_addr: str = DEFAULT_INPUT, publish_addr: str = DEFAULT_PUBLISH,
                  *, lossless: bool = False, single_frame: bool = False, status_interval_s: float = 1.0,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, allow_remote: bool = False) -> None:
         self.engine = engine
         self.context = context or zmq.Context.instance()
         self.lossless = lossless
@@ -149,9 +178,9 @@ class PoseServer:
         if not lossless:
             self.inp.setsockopt(zmq.SUBSCRIBE, b"")
         try:
-            self.input_endpoint = bind(self.inp, input_addr)
+            self.input_endpoint = bind(self.inp, input_addr, allow_remote=allow_remote)
             self.publisher = PosePublisher(publish_addr, lossless=lossless, single_frame=single_frame,
-                                           context=self.context)
+                                           context=self.context, allow_remote=allow_remote)
         except BaseException:
             self.inp.close()
             raise
