@@ -92,6 +92,11 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
     streams = _section(results, "streams", lambda: bench_streams(m243, counts, device, sp, (2.5 if quick else (6.0 if cuda else 8.0)) * scale, probe=probe), log)
     results["streams"] = streams
     if streams:
+        # A single stream measured next to 128-stream batches runs slower than one measured
+        # next to other single steps (the heavy batches leave the memory-bound step ~20 %
+        # slower), which would flatter the ratio; so the goal is also checked against the
+        # step section's single-stream figure, and the stricter of the two is used.
+        add_step_section_fractions(results)
         results["per_stream_ms"] = {n: row["per_stream_ms"] for n, row in streams["fp32"].items()}
         for p in sp[1:]:
             results[f"per_stream_{p}_ms"] = {n: row["per_stream_ms"] for n, row in streams[p].items()}
@@ -175,6 +180,17 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
     return results
 
 
+def add_step_section_fractions(results: dict) -> None:
+    """Per-stream cost as a fraction of the step section's single-stream p50 (same run)."""
+    lat = ((results.get("step") or {}).get("243") or {}).get("latency", {})
+    for p, rows in (results.get("streams") or {}).items():
+        if p == "trials":
+            continue
+        single = lat.get(f"step_{p}", {}).get("p50_ms")
+        for row in rows.values():
+            row["fraction_of_step_section_single"] = row["per_stream_ms"] / single if single else None
+
+
 def bench_threads(model, budget_s: float) -> dict:
     """The 243f step at 1 and 2 torch threads, interleaved (each call sets its count)."""
     from model import StreamingLifter
@@ -227,8 +243,9 @@ def goals(r: dict) -> list[dict]:
     out.append(_goal("int8 P1 cost", v, "<= 1 mm", v is not None and abs(v) <= 1.0))
     st = (r.get("streams") or {}).get("fp32", {})
     for n, target in (("32", 1 / 12), ("128", 1 / 20)):
-        v = st.get(n, {}).get("fraction_of_single")
-        out.append(_goal(f"per-stream cost at {n} streams / single stream (fp32)", v, f"<= 1/{round(1 / target)}",
+        row = st.get(n, {})
+        v = max((x for x in (row.get("fraction_of_single"), row.get("fraction_of_step_section_single")) if x), default=None)
+        out.append(_goal(f"per-stream cost at {n} streams / single stream (fp32, stricter of two single-stream figures)", v, f"<= 1/{round(1 / target)}",
                          v is not None and v <= target))
     of, ref = r.get("offline_fps"), r.get("offline_reference_fps")
     v = of / ref if of and ref else None
