@@ -477,4 +477,8 @@ def run_listen(addr: str = "tcp://127.0.0.1:5556", *, lossless: bool = False, st
         rx.close()
         if view is not None:
             view.close()
-    return {"poses": poses, "status": statuses}
+    if (rx.dropped and not latest) or rx.publisher_restarts:  # from the per-stream `seq` of the poses
+        print(f"missed {rx.dropped} pose(s) the publisher sent ({'skipped on purpose with --latest' if latest else 'slow consumer: PUB drops'})"
+              + (f"; publisher restarted {rx.publisher_restarts} time(s)" if rx.publisher_restarts else ""),
+              file=sys.stderr, flush=True)
+    return {"poses": poses, "status": statuses, "dropped": rx.dropped, "publisher_restarts": rx.publisher_restarts}

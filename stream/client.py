@@ -41,6 +41,10 @@ class PoseReceiver:
 
     ``streams``: only these stream ids (SUB: subscribes to ``pose3d.<id>`` only).
     ``latest_only``: keep just the newest pose (drains what is queued on each receive).
+
+    From the per-stream ``seq`` numbers it counts :attr:`dropped` (poses the publisher sent
+    that never arrived: PUB drops for a slow consumer; with ``latest_only`` also the ones
+    skipped on purpose) and :attr:`publisher_restarts` (``seq`` went back).
     """
 
     def __init__(self, addr: str, *, lossless: bool = False, streams: list[str] | None = None,
@@ -51,6 +55,9 @@ class PoseReceiver:
         self.latest_only = latest_only
         self.streams = set(streams) if streams else None
         self.status = status
+        self.dropped = 0
+        self.publisher_restarts = 0
+        self._last_seq: dict[str, int] = {}
         if not lossless:
             for s in streams or [""]:
                 self.sock.setsockopt(zmq.SUBSCRIBE, (POSE_TOPIC_PREFIX + s).encode() if s else POSE_TOPIC_PREFIX.encode())
@@ -71,11 +78,24 @@ class PoseReceiver:
                     except zmq.Again:
                         break
             msg = decode_message(parts[-1])
+            self._count_seq(msg)
             if msg.get("type") == "status" and not self.status:
                 continue
             if msg.get("type") == "pose3d" and self.streams is not None and msg.get("stream") not in self.streams:
                 continue
             return msg
+
+    def _count_seq(self, msg: dict[str, Any]) -> None:
+        seq, stream = msg.get("seq"), msg.get("stream")
+        if msg.get("type") != "pose3d" or not isinstance(seq, int) or not isinstance(stream, str):
+            return
+        last = self._last_seq.get(stream)
+        if last is not None:
+            if seq > last + 1:
+                self.dropped += seq - last - 1
+            elif seq <= last:
+                self.publisher_restarts += 1
+        self._last_seq[stream] = seq
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         while True:

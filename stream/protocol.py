@@ -181,8 +181,10 @@ def pose_topic(stream: str) -> str:
 
 def encode_pose(*, stream: str, frame: int, t: float, joints: np.ndarray, valid: bool, warmup: bool,
                 filled: list[int], latency_ms: float, gap: int = 0, root: np.ndarray | None = None,
-                t_out: float | None = None) -> bytes:
-    """One v1 output message. ``joints`` (17, 3) metres, root-relative, camera frame."""
+                t_out: float | None = None, seq: int | None = None) -> bytes:
+    """One v1 output message. ``joints`` (17, 3) metres, root-relative, camera frame.
+    ``seq``: the publisher's per-stream message counter (0, 1, 2, ...), so a consumer can
+    count the poses it missed (PUB drops) and notice a publisher restart (seq goes back)."""
     msg = {
         "v": VERSION,
         "type": "pose3d",
@@ -200,6 +202,8 @@ def encode_pose(*, stream: str, frame: int, t: float, joints: np.ndarray, valid:
         "gap": int(gap),
         "root": None if root is None else np.asarray(root, dtype=np.float64).reshape(3).tolist(),
     }
+    if seq is not None:
+        msg["seq"] = int(seq)
     return msgpack.packb(msg, use_bin_type=True)
 
 

@@ -134,6 +134,16 @@ def recv_all(sock: zmq.Socket, *, poses: int, timeout: float = 60.0, rejected: i
     return out
 
 
+def drain(sock: zmq.Socket, out: dict[str, list], seconds: float = 0.3) -> dict[str, list]:
+    """Read whatever arrives within ``seconds`` into ``out``."""
+    t_end = time.monotonic() + seconds
+    while (left := t_end - time.monotonic()) > 0:
+        if sock.poll(max(1, int(left * 1000))):
+            msg = msgpack.unpackb(sock.recv_multipart()[-1], raw=False)
+            out[msg["type"]].append(msg)
+    return out
+
+
 # ------------------------------------------------------------------- message generator
 def good_map(stream: str = "fz0", frame: int = 0, layout: str = "h36m17", n: int | None = None,
              rng: np.random.Generator | None = None) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from stream.engine import LiftEngine
 from stream.protocol import encode_input
 from stream.service import PoseServer, is_loopback
 from tests.helpers import random_model
-from tests.reliability_helpers import ROOT, ServeProcess, final_counters, pull, push, recv_all, rss_kib
+from tests.reliability_helpers import ROOT, ServeProcess, drain, final_counters, pull, push, recv_all, rss_kib
 from tests.stream_helpers import HEIGHT, WIDTH, ServerThread, project, synthetic_poses, write_checkpoint
 
 ANY = "tcp://127.0.0.1:*"
@@ -111,17 +111,13 @@ def test_sigterm_with_a_stalled_lossless_consumer_still_exits(tmp_path):
     kp = project(synthetic_poses(1))[0]
     try:
         sent = 0
-        t_end = time.monotonic() + 20
+        t_end = time.monotonic() + 40
         while sent < 40_000 and time.monotonic() < t_end:  # until back-pressure reaches us
             try:
                 tx.send(encode_input("s", sent, kp, width=WIDTH, height=HEIGHT, t=0.0), zmq.NOBLOCK)
                 sent += 1
-            except zmq.Again:
-                time.sleep(0.5)  # blocked: is it still blocked once the server had time to read?
-                try:
-                    tx.send(encode_input("s", sent, kp, width=WIDTH, height=HEIGHT, t=0.0), zmq.NOBLOCK)
-                    sent += 1
-                except zmq.Again:
+            except zmq.Again:  # blocked; but only when it stays blocked is the server stuck
+                if tx.poll(3000, zmq.POLLOUT) == 0:  # (ZeroMQ wakes a writer at half the HWM)
                     break
         t0 = time.monotonic()
         code, out, err = serve.stop(signal.SIGTERM, timeout=20)
@@ -174,3 +170,228 @@ def test_serve_cli_refuses_remote_bind_in_one_line(tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "poselift", "serve", "--help"], capture_output=True,
                                text=True, env=env, timeout=60).stdout
     assert "--allow-remote" in help_text
+
+
+# ------------------------------------------------------------- frame-number faults
+def run_in_process(model, sends, kp, lossless=True):
+    """Send (stream, frame) pairs with the keypoints ``kp[frame]`` through an in-process
+    lossless server; return (poses, status messages, final counters)."""
+    server = PoseServer(LiftEngine(model, max_streams=4), ANY, ANY, lossless=lossless, status_interval_s=0)
+    th = ServerThread(server)
+    rx = pull(server.publish_endpoint)
+    tx = push(server.input_endpoint)
+    try:
+        for stream, frame in sends:
+            tx.send(encode_input(stream, frame, kp[frame], width=WIDTH, height=HEIGHT, t=float(frame)))
+        got = recv_all(rx, poses=len(sends), timeout=30)
+        drain(rx, got, 0.5)
+    finally:
+        counters = th.stop()
+        tx.close()
+        rx.close()
+    return got["pose3d"], got["status"], counters
+
+
+def test_sender_restart_duplicates_and_out_of_order_frames():
+    """Every non-increasing frame number (restart, duplicate, late frame) resets the stream
+    (reason ``restart``); each accepted frame still gives exactly one pose, in order, and
+    after a restart the poses equal the offline model on the new segment."""
+    model = random_model((3, 3), causal=True, channels=16, seed=5)
+    kp = project(synthetic_poses(60, seed=5))
+    frames = list(range(0, 25)) + [24] + [25, 26] + [30, 28, 29] + list(range(0, 20))
+    #         normal           duplicate  continue  out of order     sender restarted
+    poses, status, counters = run_in_process(model, [("s", f) for f in frames], kp)
+    assert [p["frame"] for p in poses] == frames
+    resets = [m["reason"] for m in status if m["event"] == "reset"]
+    assert resets == ["restart"] * 3 and counters["resets"] == 3
+    assert counters["published"] == counters["accepted"] == len(frames)
+    last = poses[-20:]  # the restarted sequence starts afresh: warm-up again, offline values
+    assert last[0]["warmup"] and not last[-1]["warmup"]
+    np.testing.assert_allclose(np.array([p["joints"] for p in last]), offline(model, kp[:20]), atol=1e-5, rtol=0)
+    assert poses[25]["warmup"]  # the duplicate began a new segment
+    assert poses[28]["gap"] == 3  # 27, 28, 29 missing before 30: interpolated
+
+
+def test_short_gaps_are_interpolated_long_gaps_reset():
+    model = random_model((3, 3), causal=True, channels=16, seed=6)
+    kp = project(synthetic_poses(80, seed=6))
+    frames = list(range(0, 20)) + list(range(35, 41)) + list(range(57, 70))
+    #                               gap of 15: filled  gap of 16: reset
+    poses, status, counters = run_in_process(model, [("s", f) for f in frames], kp)
+    assert [p["frame"] for p in poses] == frames
+    by = {p["frame"]: p for p in poses}
+    assert by[35]["gap"] == 15 and by[36]["gap"] == 0 and by[57]["gap"] == 0
+    assert [(m["stream"], m["reason"]) for m in status if m["event"] == "reset"] == [("s", "gap")]
+    # up to frame 40: the offline model on the sequence with frames 20..34 interpolated
+    x = normalize_screen(kp[:41], WIDTH, HEIGHT).astype(np.float32)
+    w = (np.arange(1, 16, dtype=np.float32) / 16)[:, None, None]
+    x[20:35] = x[19][None] * (1 - w) + x[35][None] * w
+    ref = lift_sequence(model, torch.from_numpy(x)[None])[0].numpy()
+    got = np.array([by[f]["joints"] for f in frames[:26]])
+    np.testing.assert_allclose(got, ref[frames[:26]], atol=1e-4, rtol=0)
+    # after the reset: a fresh stream
+    np.testing.assert_allclose(np.array([by[f]["joints"] for f in range(57, 70)]), offline(model, kp[57:70]),
+                               atol=1e-5, rtol=0)
+    assert by[57]["warmup"]
+
+
+# ------------------------------------------------------------- stalled consumers
+def test_lossless_backpressure_loses_nothing():
+    """The consumer stops reading for a while: the server's PUSH queue fills, the server
+    stops reading, the sender's PUSH blocks. When the consumer resumes, every accepted
+    frame arrives exactly once, in order, equal to the offline model."""
+    model = random_model((3, 3), causal=True, channels=16, seed=7)
+    N = 6000
+    kp = project(synthetic_poses(N, seed=7))
+    server = PoseServer(LiftEngine(model, max_streams=2), ANY, ANY, lossless=True, status_interval_s=0)
+    th = ServerThread(server)
+    ctx = zmq.Context()
+    rx = ctx.socket(zmq.PULL)
+    rx.setsockopt(zmq.RCVHWM, 100)
+    rx.setsockopt(zmq.RCVBUF, 8192)
+    rx.setsockopt(zmq.LINGER, 0)
+    rx.connect(server.publish_endpoint)
+    tx = push(server.input_endpoint, ctx, hwm=100)
+    blocked = 0
+    try:
+        sent = 0
+        t_end = time.monotonic() + 30
+        while sent < N and time.monotonic() < t_end:  # consumer not reading
+            try:
+                tx.send(encode_input("s", sent, kp[sent], width=WIDTH, height=HEIGHT, t=float(sent)), zmq.NOBLOCK)
+                sent += 1
+            except zmq.Again:
+                blocked += 1
+                if blocked > 20:
+                    break
+                time.sleep(0.05)
+        assert blocked > 20, f"back-pressure never reached the sender ({sent} sent)"
+        held = sent
+        got = {"pose3d": [], "status": []}
+        reader = threading.Thread(target=recv_all, args=(rx,), kwargs=dict(poses=N, timeout=60, out=got))
+        reader.start()  # the consumer resumes
+        tx.setsockopt(zmq.SNDTIMEO, 10_000)
+        while sent < N:
+            tx.send(encode_input("s", sent, kp[sent], width=WIDTH, height=HEIGHT, t=float(sent)))
+            sent += 1
+        reader.join(60)
+    finally:
+        counters = th.stop()
+        tx.close(0)
+        rx.close(0)
+        ctx.term()
+    poses = got["pose3d"]
+    assert held < N and len(poses) == N
+    assert [p["frame"] for p in poses] == list(range(N))
+    assert counters["accepted"] == counters["published"] == N and counters["undelivered"] == 0
+    np.testing.assert_allclose(np.array([p["joints"] for p in poses]), offline(model, kp), atol=1e-4, rtol=0)
+
+
+def _wait_joined(tx, rx, stream="warm", timeout=20.0):
+    """PUB/SUB slow joiner: send frames until the consumer sees a pose."""
+    kp = project(synthetic_poses(1))[0]
+    t_end = time.monotonic() + timeout
+    f = 0
+    while time.monotonic() < t_end:
+        tx.send(stream, f, kp, width=WIDTH, height=HEIGHT)
+        f += 1
+        msg = rx.recv(100)
+        if msg is not None and msg["type"] == "pose3d":
+            return f
+    raise AssertionError("consumer never joined")
+
+
+def test_pub_consumer_that_stops_reading_memory_bounded_drops_counted(tmp_path):
+    """Live mode, a subscriber stops reading while 30,000 poses are published: the
+    server's RSS stays flat (PUB queues at most SNDHWM per subscriber, then drops for that
+    subscriber only), and the consumer counts exactly what it missed from ``seq``."""
+    ckpt = write_checkpoint(tmp_path / "m.pt", causal=True, widths=(3,), channels=8)
+    serve = ServeProcess.start(ckpt)
+    ctx = zmq.Context()
+    rx = PoseReceiver(serve.publish, status=False, context=ctx)
+    rx.sock.setsockopt(zmq.RCVBUF, 16384)
+    tx = KeypointSender(serve.input, context=ctx)
+    kp = project(synthetic_poses(1))[0]
+    N = 30_000
+    try:
+        _wait_joined(tx, rx)
+        time.sleep(0.5)
+        while rx.recv(200) is not None:
+            pass
+        rss0 = rss_kib(serve.pid)
+        for f in range(N):  # the consumer does not read; paced so that the server keeps up
+            tx.send("cam0", f, kp, width=WIDTH, height=HEIGHT)
+            if f % 200 == 199:
+                time.sleep(0.03)
+        time.sleep(1.0)
+        rss1 = rss_kib(serve.pid)
+        received = []
+        while (m := rx.recv(1000)) is not None:  # the consumer resumes
+            received.append(m)
+        for f in range(N, N + 3):  # a few more, so drops at the end of the stall show in seq
+            tx.send("cam0", f, kp, width=WIDTH, height=HEIGHT)
+        while (m := rx.recv(1000)) is not None:
+            received.append(m)
+        code, out, err = serve.stop()
+    finally:
+        serve.kill()
+        tx.close()
+        rx.close()
+        ctx.term()
+    assert code == 0, err
+    counters = final_counters(out)
+    cam = [m for m in received if m["stream"] == "cam0"]
+    assert cam and cam[-1]["frame"] == N + 2
+    published_cam = cam[-1]["seq"] + 1
+    assert published_cam <= counters["published"]  # (the rest are the warm-up stream's)
+    assert len(cam) + rx.dropped == published_cam  # every pose either received or counted as dropped
+    assert rx.dropped > N // 3  # the stall really dropped (queued: SNDHWM + RCVHWM + TCP buffers)
+    growth_mib = (rss1 - rss0) / 1024
+    print(f"\nstalled PUB consumer: {N} published, {len(cam)} received, {rx.dropped} counted dropped; "
+          f"serve RSS {rss0 / 1024:.0f} -> {rss1 / 1024:.0f} MiB")
+    assert growth_mib < 20, growth_mib
+
+
+def test_publisher_restart_consumers_stay_up(tmp_path):
+    """``serve`` is stopped and started again on the same addresses; the consumer and the
+    sender keep their sockets (ZeroMQ reconnects by itself) and get the new server's poses;
+    the consumer sees ``seq`` start again (a publisher restart, not drops)."""
+    import socket
+
+    ckpt = write_checkpoint(tmp_path / "m.pt", causal=True, widths=(3,), channels=8)
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    pin, pout = (f"tcp://127.0.0.1:{p}" for p in ports)
+    ctx = zmq.Context()
+    rx = PoseReceiver(pout, status=False, context=ctx)
+    tx = KeypointSender(pin, context=ctx)
+    seen = []
+    try:
+        for run in range(2):
+            serve = ServeProcess.start(ckpt, "--input", pin, "--publish", pout)
+            try:
+                _wait_joined(tx, rx, stream=f"warm{run}")
+                kp = project(synthetic_poses(20, seed=run))
+                for f in range(20):
+                    tx.send("cam0", f, kp[f], width=WIDTH, height=HEIGHT)
+                t_end = time.monotonic() + 10
+                mine = []
+                while len(mine) < 20 and time.monotonic() < t_end:
+                    m = rx.recv(200)
+                    if m is not None and m["stream"] == "cam0":
+                        mine.append(m)
+                seen.append(mine)
+                code, out, err = serve.stop()
+                assert code == 0, err
+            finally:
+                serve.kill()
+    finally:
+        tx.close()
+        rx.close()
+        ctx.term()
+    assert [len(s) for s in seen] == [20, 20]
+    assert [m["seq"] for m in seen[1]] == list(range(20))  # a new publisher: seq from 0
+    assert rx.publisher_restarts >= 1
