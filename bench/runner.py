@@ -110,7 +110,7 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
     if cuda:
         lengths = (1000, 10000) if quick else (1000, 10000, 100000)
     else:
-        lengths = (1000,) if quick else (1000, 10000)
+        lengths = (1000,) if quick else (1000, 10000, 100000)
     offline = _section(results, "offline", lambda: bench_offline(full, lengths, device, (3.0 if quick else (4.0 if cuda else 10.0)) * scale), log)
     if offline is not None and cuda and not quick:
         big = _section(results, "offline batched", lambda: bench_offline(full, (100000,), device, 5.0 * scale, batch=8, reference=False), log)
