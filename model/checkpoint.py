@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,9 @@ def read_raw(path: str | os.PathLike) -> dict[str, Any]:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: file is empty")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols: our error says it
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # one line of our own: never torch's text, which says how to load unsafely
         text = str(exc)
         if re.search(r"GLOBAL|[Uu]nsupported global|allowed global", text):
