@@ -148,18 +148,37 @@ def load_clip(path: str | Path) -> Clip:
     missing = [k for k in ("keypoints", "width", "height") if k not in data]
     if missing:
         raise ValueError(f"{path}: missing key(s) {', '.join(missing)} (need keypoints (T,17,2) pixels, width, height)")
+    if data["keypoints"].dtype.kind not in "iuf":
+        raise ValueError(f"{path}: 'keypoints' must be numbers, got dtype {data['keypoints'].dtype}")
     kp = np.asarray(data["keypoints"], dtype=np.float32)
     if kp.ndim != 3 or kp.shape[1:] != (17, 2) or len(kp) == 0:
         raise ValueError(f"{path}: 'keypoints' must be (T, 17, 2) H36M-17 pixels, got {kp.shape}")
+    bad = np.isinf(kp).any(-1) | (np.isnan(kp[..., 0]) != np.isnan(kp[..., 1]))  # NaN in both = missing joint
+    if bad.any():
+        t, j = np.argwhere(bad)[0]
+        raise ValueError(f"{path}: 'keypoints' [frame {t}, joint {j}] is {kp[t, j].tolist()}: inf, or NaN in "
+                         f"only one coordinate (NaN in both marks a missing joint)")
     poses3d = data.get("poses3d")
     if poses3d is not None:
         poses3d = np.asarray(poses3d, dtype=np.float32)
         if poses3d.shape != (len(kp), 17, 3):
             raise ValueError(f"{path}: 'poses3d' must be ({len(kp)}, 17, 3), got {poses3d.shape}")
-    width, height = int(data["width"]), int(data["height"])
-    if width <= 0 or height <= 0:
-        raise ValueError(f"{path}: image size must be positive, got {width}x{height}")
-    fps = float(data["fps"]) if "fps" in data else 30.0
+        if not np.isfinite(poses3d).all():
+            raise ValueError(f"{path}: 'poses3d' contains NaN or inf (frame {np.argwhere(~np.isfinite(poses3d))[0][0]})")
+
+    def scalar(key: str) -> float:  # int() of an array or a string raised without naming the file
+        v = np.asarray(data[key])
+        if v.size != 1 or v.dtype.kind not in "iuf" or not np.isfinite(v).all():
+            raise ValueError(f"{path}: '{key}' must be one finite number, got {v.dtype} {v.shape} {v.ravel()[:3]}")
+        return float(v.reshape(()))
+
+    width, height = scalar("width"), scalar("height")
+    if not (1 <= width <= 65536 and 1 <= height <= 65536) or width % 1 or height % 1:
+        raise ValueError(f"{path}: image size must be whole pixels in [1, 65536], got {width:g}x{height:g}")
+    width, height = int(width), int(height)
+    fps = scalar("fps") if "fps" in data else 30.0
+    if fps <= 0:
+        raise ValueError(f"{path}: 'fps' must be positive, got {fps:g}")
     source = str(data["source"]) if "source" in data else ""
     return Clip(kp, width, height, fps, poses3d, source)
 

@@ -123,6 +123,8 @@ def read_bvh(path: str | os.PathLike) -> BVHMotion:
                 raise fail("OFFSET needs three numbers") from None
             if offset.shape != (3,):
                 raise fail("OFFSET needs three numbers")
+            if not np.isfinite(offset).all():  # NaN bones only surfaced as a NaN training loss
+                raise fail("NaN or inf in OFFSET")
             if in_end_site and stack and stack[-1] == -2:
                 end_sites[stack[-2]] = offset
             elif stack:
@@ -167,6 +169,8 @@ def read_bvh(path: str | os.PathLike) -> BVHMotion:
         raise fail("expected 'Frames: N' and 'Frame Time: S' after MOTION") from None
     if frame_time <= 0 or not np.isfinite(frame_time):
         raise fail(f"invalid frame time {frame_time}")
+    if frames < 1:  # a negative count crashed in numpy without naming the file
+        raise BVHError(f"{path}:{i}: 'Frames: {frames}': a take needs at least one frame")
     data_lines = [ln for ln in lines[i + 1:] if ln.strip()]
     if len(data_lines) < frames:
         raise BVHError(
