@@ -87,10 +87,13 @@ def bench_step(
     n_trials = trials_for(budget_s) if probe is not None else 1
     for _ in range(n_trials):
         trials.append(interleave(candidates, budget_s=budget_s / n_trials, device=device))
-    if probe is not None:
-        chosen = min(range(len(trials)), key=lambda i: trials[i]["bandwidth"].quantile(0.5))
-    else:
-        chosen = 0
+    # Judged by the neutral probe and the two window baselines (never by the step itself):
+    # picking the trial where the baselines ran fastest can only shrink the claimed
+    # speed-ups, and the fastest probe gives the lowest floor, the strictest one.
+    judges = [k for k in ("bandwidth", "window_dilated", "window_strided") if k in candidates]
+    best = {k: min(t[k].quantile(0.5) for t in trials) for k in judges}
+    scores = [sum(t[k].quantile(0.5) / best[k] for k in judges) for t in trials]
+    chosen = min(range(len(trials)), key=scores.__getitem__) if judges else 0
     samples = trials[chosen]
     model.to("cpu")
     weight_bytes = lifters[precisions[0]].weight_bytes
@@ -114,7 +117,9 @@ def bench_step(
     out["trials"] = {
         "count": len(trials),
         "chosen": chosen,
-        "rule": "the trial whose bandwidth probe was fastest (least disturbed machine)",
+        "rule": "the trial where the bandwidth probe and the two window baselines ran fastest together "
+                "(the least disturbed machine; never judged by the streaming step)",
+        "scores": scores,
         "p50_ms": [{k: v.p50_ms for k, v in t.items()} for t in trials],
     }
     lat = out["latency"]
