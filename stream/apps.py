@@ -195,7 +195,8 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
               precision: str = "fp32", max_streams: int = 16, single_frame: bool = False,
               max_frames: int | None = None, duration: float | None = None,
               policy: GapPolicy | None = None, threads: int | None = 1,
-              allow_remote: bool = False) -> dict[str, Any]:
+              allow_remote: bool = False, curve_secret_key: str | None = None,
+              curve_clients: str | None = None) -> dict[str, Any]:
     """Turn a ZeroMQ 2D feed into 3D poses until Ctrl-C/SIGTERM (or ``max_frames``/``duration``).
 
     The first SIGINT or SIGTERM stops it cleanly: queued frames are lifted, pending poses
@@ -211,7 +212,8 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
                          threads=threads)
     try:
         server = PoseServer(engine, input, publish, lossless=lossless, single_frame=single_frame,
-                            allow_remote=allow_remote)
+                            allow_remote=allow_remote, curve_secret_key=curve_secret_key,
+                            curve_clients=curve_clients)
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
     kind = ("PULL", "PUSH") if lossless else ("SUB", "PUB")
@@ -437,7 +439,8 @@ def format_pose(msg: dict[str, Any]) -> str:
 
 def run_listen(addr: str = "tcp://127.0.0.1:5556", *, lossless: bool = False, streams: list[str] | None = None,
                count: int | None = None, timeout: float | None = None, as_json: bool = False,
-               latest: bool = False, status: bool = True, plot: bool = False, out=None) -> dict[str, Any]:
+               latest: bool = False, status: bool = True, plot: bool = False, out=None,
+               curve_server_key: str | None = None, curve_secret_key: str | None = None) -> dict[str, Any]:
     """Example consumer: connect to a publisher and print each pose (or JSON lines);
     ``plot`` also shows the newest pose in a live 3D view (needs a display)."""
     from .client import PoseReceiver
@@ -451,7 +454,8 @@ def run_listen(addr: str = "tcp://127.0.0.1:5556", *, lossless: bool = False, st
 
         view = LivePlot()
     try:
-        rx = PoseReceiver(addr, lossless=lossless, streams=streams, status=status, latest_only=latest)
+        rx = PoseReceiver(addr, lossless=lossless, streams=streams, status=status, latest_only=latest,
+                          curve_server_key=curve_server_key, curve_secret_key=curve_secret_key)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     poses = statuses = 0
@@ -482,3 +486,17 @@ def run_listen(addr: str = "tcp://127.0.0.1:5556", *, lossless: bool = False, st
               + (f"; publisher restarted {rx.publisher_restarts} time(s)" if rx.publisher_restarts else ""),
               file=sys.stderr, flush=True)
     return {"poses": poses, "status": statuses, "dropped": rx.dropped, "publisher_restarts": rx.publisher_restarts}
+
+
+# ---------------------------------------------------------------------------- keygen
+def run_keygen(folder: str, *, stem: str = "poselift") -> dict[str, str]:
+    """Write a CURVE key pair (``NAME.key`` public, ``NAME.key_secret`` private)."""
+    from .service import generate_keys
+
+    try:
+        public, secret = generate_keys(folder, stem)
+    except OSError as exc:
+        raise UserError(f"cannot write keys into {folder}: {exc}") from None
+    print(f"public key (give to peers): {public}")
+    print(f"secret key (keep private):  {secret}")
+    return {"public": public, "secret": secret}

@@ -11,15 +11,18 @@ from typing import Any, Iterator
 import zmq
 
 from .protocol import POSE_TOPIC_PREFIX, STATUS_TOPIC, decode_message, encode_input
-from .service import normalize_address
+from .service import curve_client, normalize_address
 
 
 class KeypointSender:
     """Sends v1 2D messages to a server's input address (PUSH when lossless, else PUB)."""
 
-    def __init__(self, addr: str, *, lossless: bool = False, context: zmq.Context | None = None) -> None:
+    def __init__(self, addr: str, *, lossless: bool = False, context: zmq.Context | None = None,
+                 curve_server_key: str | None = None, curve_secret_key: str | None = None) -> None:
         self.context = context or zmq.Context.instance()
         self.sock = self.context.socket(zmq.PUSH if lossless else zmq.PUB)
+        if curve_server_key:  # the server runs with --curve-secret-key: encrypt, authenticate
+            curve_client(self.sock, curve_server_key, curve_secret_key)
         self.sock.setsockopt(zmq.LINGER, 5000 if lossless else 1000)
         self.sock.setsockopt(zmq.SNDHWM, 1000)
         self.sock.connect(normalize_address(addr))
@@ -48,9 +51,12 @@ class PoseReceiver:
     """
 
     def __init__(self, addr: str, *, lossless: bool = False, streams: list[str] | None = None,
-                 status: bool = True, latest_only: bool = False, context: zmq.Context | None = None) -> None:
+                 status: bool = True, latest_only: bool = False, context: zmq.Context | None = None,
+                 curve_server_key: str | None = None, curve_secret_key: str | None = None) -> None:
         self.context = context or zmq.Context.instance()
         self.sock = self.context.socket(zmq.PULL if lossless else zmq.SUB)
+        if curve_server_key:
+            curve_client(self.sock, curve_server_key, curve_secret_key)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.latest_only = latest_only
         self.streams = set(streams) if streams else None

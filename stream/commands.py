@@ -98,11 +98,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=None, metavar="N", help="stop after publishing N poses")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     _allow_remote_option(p)
+    p.add_argument("--curve-secret-key", default=None, metavar="FILE",
+                   help="encrypt and authenticate with ZeroMQ CURVE: this server's NAME.key_secret from "
+                        "'poselift keygen'; peers need its NAME.key")
+    p.add_argument("--curve-clients", default=None, metavar="DIR",
+                   help="with --curve-secret-key: only clients whose public key (*.key) is in DIR may connect")
     _model_options(p)
     p.set_defaults(func=lambda a: _call("run_serve",
         input=a.input, publish=a.publish, checkpoint=a.checkpoint, lossless=a.lossless, device=a.device,
         precision=a.precision, max_streams=a.max_streams, single_frame=a.single_frame, max_frames=a.frames,
-        duration=a.duration, threads=a.threads, allow_remote=a.allow_remote))
+        duration=a.duration, threads=a.threads, allow_remote=a.allow_remote,
+        curve_secret_key=a.curve_secret_key, curve_clients=a.curve_clients))
 
     p = subparsers.add_parser(
         "video", help="lift a whole video offline to an npz (and optionally render it)",
@@ -138,9 +144,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--latest", action="store_true", help="skip queued poses and show only the newest")
     p.add_argument("--no-status", action="store_true", help="do not print status messages")
     p.add_argument("--plot", action="store_true", help="also show the newest pose in a live 3D plot (needs a display)")
+    p.add_argument("--curve-server-key", default=None, metavar="FILE",
+                   help="the server uses CURVE: its public key file (NAME.key)")
+    p.add_argument("--curve-secret-key", default=None, metavar="FILE",
+                   help="with --curve-server-key: this consumer's key pair (NAME.key_secret), needed when the "
+                        "server lists allowed clients")
     p.set_defaults(func=lambda a: _call("run_listen",
         a.addr, lossless=a.lossless, streams=a.stream, count=a.count, timeout=a.timeout, as_json=a.json,
-        latest=a.latest, status=not a.no_status, plot=a.plot))
+        latest=a.latest, status=not a.no_status, plot=a.plot, curve_server_key=a.curve_server_key,
+        curve_secret_key=a.curve_secret_key))
+
+    p = subparsers.add_parser(
+        "keygen", help="make a ZeroMQ CURVE key pair for serve/listen/senders beyond localhost",
+        description="Write NAME.key (public: give it to peers) and NAME.key_secret (private) into DIR. "
+                    "The server uses its NAME.key_secret with serve --curve-secret-key; clients use the "
+                    "server's NAME.key with --curve-server-key. See docs/protocol.md, Security.",
+        epilog="example:\n  poselift keygen keys --name server\n  poselift keygen keys/clients --name robot1",
+        formatter_class=_FMT)
+    p.add_argument("dir", help="folder to write the key files into")
+    p.add_argument("--name", default="poselift", help="file name stem (default poselift)")
+    p.set_defaults(func=lambda a: _call("run_keygen", a.dir, stem=a.name))
 
 
 def _call(name: str, *args, **kwargs) -> int:

@@ -17,6 +17,7 @@ Both addresses are *bound* by the server (senders and consumers connect) and def
 from __future__ import annotations
 
 import ipaddress
+import os
 import sys
 import threading
 import time
@@ -98,6 +99,52 @@ def bind(sock: zmq.Socket, addr: str, *, allow_remote: bool = False) -> str:
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
+# ------------------------------------------------------------------ CURVE (optional)
+def generate_keys(folder: str, name: str) -> tuple[str, str]:
+    """Write a CURVE key pair (ZeroMQ certificate files): ``NAME.key`` (public, give it to
+    peers) and ``NAME.key_secret`` (keep it private). Returns both paths."""
+    import zmq.auth
+
+    os.makedirs(folder, exist_ok=True)
+    public, secret = zmq.auth.create_certificates(folder, name)
+    os.chmod(secret, 0o600)
+    return public, secret
+
+
+def _load_key(path: str, *, secret: bool) -> tuple[bytes, bytes | None]:
+    import zmq.auth
+
+    try:
+        public, secret_key = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a CURVE key file ({exc}); make one with 'poselift keygen'") from None
+    if secret and secret_key is None:
+        raise ValueError(f"{path}: holds only a public key; give the NAME.key_secret file")
+    return public, secret_key
+
+
+def curve_server(sock: zmq.Socket, secret_key_file: str) -> None:
+    """Make ``sock`` a CURVE server: traffic is encrypted and peers must know its public key."""
+    public, secret = _load_key(secret_key_file, secret=True)
+    sock.curve_secretkey = secret
+    sock.curve_publickey = public
+    sock.curve_server = True
+
+
+def curve_client(sock: zmq.Socket, server_key_file: str, secret_key_file: str | None = None) -> None:
+    """Make ``sock`` a CURVE client of the server whose public key is in ``server_key_file``;
+    ``secret_key_file``: this client's key pair (needed when the server lists allowed clients),
+    else a throw-away pair is made."""
+    server_public, _ = _load_key(server_key_file, secret=False)
+    if secret_key_file:
+        public, secret = _load_key(secret_key_file, secret=True)
+    else:
+        public, secret = zmq.curve_keypair()
+    sock.curve_serverkey = server_public
+    sock.curve_publickey = public
+    sock.curve_secretkey = secret
+
+
 class PosePublisher:
     """Binds the output socket and sends pose and status messages.
 
@@ -105,11 +152,18 @@ class PosePublisher:
     """
 
     def __init__(self, addr: str = DEFAULT_PUBLISH, *, lossless: bool = False, single_frame: bool = False,
-                 context: zmq.Context | None = None, allow_remote: bool = False) -> None:
+                 context: zmq.Context | None = None, allow_remote: bool = False,
+                 curve_secret_key: str | None = None) -> None:
         self.context = context or zmq.Context.instance()
         self.lossless = lossless
         self.single_frame = single_frame
         self.sock = self.context.socket(zmq.PUSH if lossless else zmq.PUB)
+        if curve_secret_key:
+            try:
+                curve_server(self.sock, curve_secret_key)
+            except BaseException:
+                self.sock.close()
+                raise
         self.sock.setsockopt(zmq.SNDHWM, PUSH_SNDHWM if lossless else PUB_SNDHWM)
         self.sock.setsockopt(zmq.LINGER, PUSH_LINGER_MS if lossless else PUB_LINGER_MS)
         try:
@@ -173,8 +227,18 @@ class PoseServer:
 
     def __init__(self, engine: LiftEngine, input_addr: str = DEFAULT_INPUT, publish_addr: str = DEFAULT_PUBLISH,
                  *, lossless: bool = False, single_frame: bool = False, status_interval_s: float = 1.0,
-                 context: zmq.Context | None = None, allow_remote: bool = False) -> None:
+                 context: zmq.Context | None = None, allow_remote: bool = False,
+                 curve_secret_key: str | None = None, curve_clients: str | None = None) -> None:
+        """``curve_secret_key``: the server's CURVE key pair file (``poselift keygen``):
+        both sockets encrypt, and peers need the server's public key. ``curve_clients``: a
+        folder of the public keys (``*.key``) of the clients allowed to connect; others are
+        refused (ZAP). Without it any peer that knows the server's public key may connect."""
         self.engine = engine
+        self._auth = None
+        if curve_clients and not curve_secret_key:
+            raise ValueError("--curve-clients needs --curve-secret-key")
+        if curve_clients and not os.path.isdir(curve_clients):
+            raise ValueError(f"{curve_clients}: not a folder of client public keys (*.key)")
         self.context = context or zmq.Context.instance()
         self.lossless = lossless
         self.status_interval_s = status_interval_s
@@ -185,11 +249,22 @@ class PoseServer:
         if not lossless:
             self.inp.setsockopt(zmq.SUBSCRIBE, b"")
         try:
+            if curve_secret_key:
+                curve_server(self.inp, curve_secret_key)
+                if curve_clients:
+                    from zmq.auth.thread import ThreadAuthenticator
+
+                    self._auth = ThreadAuthenticator(self.context)
+                    self._auth.start()
+                    self._auth.configure_curve(domain="*", location=curve_clients)
             self.input_endpoint = bind(self.inp, input_addr, allow_remote=allow_remote)
             self.publisher = PosePublisher(publish_addr, lossless=lossless, single_frame=single_frame,
-                                           context=self.context, allow_remote=allow_remote)
+                                           context=self.context, allow_remote=allow_remote,
+                                           curve_secret_key=curve_secret_key)
         except BaseException:
             self.inp.close()
+            if self._auth is not None:
+                self._auth.stop()
             raise
         self.publish_endpoint = self.publisher.endpoint
         self._deadline: float | None = None
@@ -278,6 +353,9 @@ class PoseServer:
     def close(self) -> None:
         self.inp.close()
         self.publisher.close()
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
 
     def __enter__(self) -> "PoseServer":
         return self

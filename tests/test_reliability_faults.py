@@ -395,3 +395,78 @@ def test_publisher_restart_consumers_stay_up(tmp_path):
     assert [len(s) for s in seen] == [20, 20]
     assert [m["seq"] for m in seen[1]] == list(range(20))  # a new publisher: seq from 0
     assert rx.publisher_restarts >= 1
+
+
+# ------------------------------------------------------------------------- CURVE
+def test_curve_encryption_and_client_allow_list(tmp_path):
+    """serve --curve-secret-key --curve-clients: an allowed sender and consumer exchange
+    poses (equal to the offline model); a consumer or sender without the keys, or with a
+    key not on the list, gets nothing through and sends nothing in."""
+    from stream.service import generate_keys
+
+    assert zmq.has("curve")
+    _, server_secret = generate_keys(str(tmp_path / "server"), "server")
+    server_public = str(tmp_path / "server" / "server.key")
+    _, ok_secret = generate_keys(str(tmp_path / "clients"), "robot")
+    _, bad_secret = generate_keys(str(tmp_path / "others"), "intruder")
+    model = random_model((3, 3), causal=True, channels=16, seed=8)
+    N = 20
+    kp = project(synthetic_poses(N, seed=8))
+    server_ctx, client_ctx = zmq.Context(), zmq.Context()
+    server = PoseServer(LiftEngine(model, max_streams=4), ANY, ANY, lossless=True, status_interval_s=0,
+                        context=server_ctx, curve_secret_key=server_secret, curve_clients=str(tmp_path / "clients"))
+    th = ServerThread(server)
+    plain_rx = PoseReceiver(server.publish_endpoint, lossless=True, context=client_ctx)
+    bad_rx = PoseReceiver(server.publish_endpoint, lossless=True, context=client_ctx,
+                          curve_server_key=server_public, curve_secret_key=bad_secret)
+    bad_tx = KeypointSender(server.input_endpoint, lossless=True, context=client_ctx,
+                            curve_server_key=server_public, curve_secret_key=bad_secret)
+    plain_tx = KeypointSender(server.input_endpoint, lossless=True, context=client_ctx)
+    time.sleep(0.5)  # the refused peers have tried their handshakes
+    rx = PoseReceiver(server.publish_endpoint, lossless=True, context=client_ctx,
+                      curve_server_key=server_public, curve_secret_key=ok_secret)
+    tx = KeypointSender(server.input_endpoint, lossless=True, context=client_ctx,
+                        curve_server_key=server_public, curve_secret_key=ok_secret)
+    try:
+        for t in range(N):
+            for sender, stream in ((bad_tx, "intruder"), (plain_tx, "plain")):
+                try:
+                    sender.sock.send(encode_input(stream, t, kp[t], width=WIDTH, height=HEIGHT), zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
+            tx.send("cam0", t, kp[t], width=WIDTH, height=HEIGHT)
+        poses = []
+        t_end = time.monotonic() + 20
+        while len(poses) < N and time.monotonic() < t_end:
+            m = rx.recv(200)
+            if m is not None and m["type"] == "pose3d":
+                poses.append(m)
+        time.sleep(0.3)
+        leaked = [m for r in (plain_rx, bad_rx) for m in iter(lambda r=r: r.recv(50), None)]
+    finally:
+        counters = th.stop()
+        for s in (rx, tx, plain_rx, bad_rx, bad_tx, plain_tx):
+            s.sock.close(0)
+        client_ctx.term()
+        server_ctx.term()
+    assert [p["frame"] for p in poses] == list(range(N)) and {p["stream"] for p in poses} == {"cam0"}
+    np.testing.assert_allclose(np.array([p["joints"] for p in poses]), offline(model, kp), atol=1e-5, rtol=0)
+    assert leaked == []
+    assert counters["received"] == N  # nothing from the refused senders reached the server
+
+
+def test_keygen_cli_and_bad_key_file(tmp_path):
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "poselift", "keygen", str(tmp_path / "k"), "--name", "srv"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "k" / "srv.key").exists() and (tmp_path / "k" / "srv.key_secret").stat().st_mode & 0o077 == 0
+    ckpt = write_checkpoint(tmp_path / "m.pt", causal=True, widths=(3,), channels=8)
+    for key in (tmp_path / "k" / "srv.key", tmp_path / "m.pt"):  # a public key only; not a key file
+        r = subprocess.run([sys.executable, "-m", "poselift", "serve", "--input", ANY, "--publish", ANY,
+                            "--checkpoint", str(ckpt), "--device", "cpu", "--duration", "1",
+                            "--curve-secret-key", str(key)], capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and str(key) in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
