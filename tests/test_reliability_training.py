@@ -82,14 +82,15 @@ def test_kill_9_mid_epoch_then_resume(tmp_path, data):
     assert proc.returncode == -signal.SIGKILL
     # what the killed run left behind is complete: the checkpoint and the training state of epoch 1
     ckpt = load_checkpoint(out)
-    assert ckpt.meta["training"]["epochs_done"] == 1
+    done = ckpt.meta["training"]["epochs_done"]
+    assert 1 <= done < 4  # epoch 1 (epoch 2 was running; a very fast machine might have finished it)
     state = read_raw(out.with_name(out.name + ".state.pt"))
-    assert state["epoch"] == 1 and len(state["history"]) == 1
+    assert state["epoch"] == done and len(state["history"]) == done
 
     resumed = subprocess.run(train_cmd(data, out, "--resume"), capture_output=True, text=True, env=env(),
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resuming after epoch 1 of 4" in resumed.stdout + resumed.stderr
+    assert f"resuming after epoch {done} of 4" in resumed.stdout + resumed.stderr
     ref_out = tmp_path / "uninterrupted.pt"
     ref = subprocess.run(train_cmd(data, ref_out), capture_output=True, text=True, env=env(), timeout=300)
     assert ref.returncode == 0, ref.stderr[-2000:]
