@@ -1,8 +1,20 @@
 """Exact frame-by-frame inference with explicit per-layer state.
 
-Each wide convolution keeps a ring buffer of its last ``(W - 1) * d`` inputs for every
-stream. A step writes the newest input, reads the W taps the dilated conv needs and
-produces one output, so every incoming frame costs one output position per layer.
+Each wide convolution keeps a ring buffer of its recent inputs for every stream (see
+:class:`StreamState` for the layout). A step writes the newest input, reads the W taps
+the dilated conv needs and produces one output, so every incoming frame costs one output
+position per layer: at batch 1 one read of every weight, which is why the weight format
+(``precision``, chosen in :func:`model.folding.pack_linear`) sets the speed.
+
+Hot-path layout (measured on 2-core Zen 4, see bench/results/README_performance.md):
+
+* all streams at one frame count (or any contiguous run of slots at one count, e.g. one
+  stream of many): the taps are read through views prepared at construction, with no
+  index arithmetic and no gather;
+* streams at different frame counts: one ``index_select`` per layer into a
+  preallocated tap buffer;
+* CUDA: the whole-batch step is captured once as a CUDA graph (two, with and without
+  fresh streams) and replayed.
 
 Equivalence with the offline model (tested in tests/test_streaming.py):
 
