@@ -76,6 +76,13 @@ def markdown(r: dict) -> str:
         if r.get("offline_accuracy_vs_fp32"):
             acc = ", ".join(f"{k}: mean {v['mean_mm']:.2f} mm, max {v['max_mm']:.2f} mm" for k, v in r["offline_accuracy_vs_fp32"].items())
             lines.append(f"\nReduced-precision offline deviation from fp32 (random input): {acc}.")
+    wide = r.get("offline_1024ch")
+    if wide:
+        lines += ["", "Offline, random weights at the paper's width (243f/1024ch symmetric), one batch of sequences:", "",
+                  "| frames | path | frames/s | p50 ms |", "|---|---|---:|---:|"]
+        for n, row in wide.items():
+            for path, v in row.items():
+                lines.append(f"| {n} | {path} | {_f(v['fps'])} | {_f(v['p50_ms'], 1)} |")
     acc = r.get("accuracy")
     if acc and not acc.get("skipped"):
         lines += ["", "## Accuracy of each precision (streamed at batch 1)", "", f"Data: {acc['data']}. Model: {acc['model']}.", "",

@@ -118,6 +118,10 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
             offline.update(big)
     results["offline"] = offline
     results["offline_model"] = full_label
+    if cuda and not quick:  # the paper's width too (its ~150k fps on a GP100 was at 1024 channels)
+        wide = random_model(243, causal=False)
+        results["offline_1024ch"] = _section(
+            results, "offline 1024ch", lambda: bench_offline(wide, (100000,), device, 4.0 * scale, batch=8, reference=False), log)
     if offline:
         longest = str(max(lengths))
         row = offline[longest]
