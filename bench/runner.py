@@ -51,7 +51,7 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
 
     # 1 + 2: streaming step vs window re-runs, and the floor --------------------------
     step: dict = {}
-    budget = (2.5 if quick else (4.0 if cuda else 8.0)) * scale
+    budget = (2.5 if quick else (3.0 if cuda else 8.0)) * scale
     rfs = (243,) if quick else (243, 81, 27)
     for rf in rfs:
         m = random_model(rf, causal=True)
@@ -89,7 +89,7 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
     counts = (1, 8, 32) if quick else (1, 8, 32, 128)
     sp = ("fp32",) if quick else tuple(precisions)
     m243 = random_model(243, causal=True)
-    streams = _section(results, "streams", lambda: bench_streams(m243, counts, device, sp, (2.5 if quick else (6.0 if cuda else 8.0)) * scale, probe=probe), log)
+    streams = _section(results, "streams", lambda: bench_streams(m243, counts, device, sp, (2.5 if quick else (4.0 if cuda else 8.0)) * scale, probe=probe), log)
     results["streams"] = streams
     if streams:
         # A single stream measured next to 128-stream batches runs slower than one measured
@@ -111,9 +111,9 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
         lengths = (1000, 10000) if quick else (1000, 10000, 100000)
     else:
         lengths = (1000,) if quick else (1000, 10000, 100000)
-    offline = _section(results, "offline", lambda: bench_offline(full, lengths, device, (3.0 if quick else (4.0 if cuda else 10.0)) * scale), log)
+    offline = _section(results, "offline", lambda: bench_offline(full, lengths, device, (3.0 if quick else (3.0 if cuda else 10.0)) * scale), log)
     if offline is not None and cuda and not quick:
-        big = _section(results, "offline batched", lambda: bench_offline(full, (100000,), device, 5.0 * scale, batch=8, reference=False), log)
+        big = _section(results, "offline batched", lambda: bench_offline(full, (100000,), device, 3.0 * scale, batch=8, reference=False), log)
         if big:
             offline.update(big)
     results["offline"] = offline
@@ -121,7 +121,7 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
     if cuda and not quick:  # the paper's width too (its ~150k fps on a GP100 was at 1024 channels)
         wide = random_model(243, causal=False)
         results["offline_1024ch"] = _section(
-            results, "offline 1024ch", lambda: bench_offline(wide, (100000,), device, 4.0 * scale, batch=8, reference=False), log)
+            results, "offline 1024ch", lambda: bench_offline(wide, (100000,), device, 3.0 * scale, batch=8, reference=False), log)
     if offline:
         longest = str(max(lengths))
         row = offline[longest]
