@@ -317,10 +317,23 @@ def test_pub_consumer_that_stops_reading_memory_bounded_drops_counted(tmp_path):
     rx.sock.setsockopt(zmq.RCVHWM, 100)  # a small SO_RCVBUF as well made libzmq stall the SUB for good)
     rx.sock.connect(serve.publish)
     tx = KeypointSender(serve.input, context=ctx)
+    probe = PoseReceiver(serve.publish, status=False, context=ctx)  # a second consumer that keeps reading
     kp = project(synthetic_poses(1))[0]
     N = 40_000
+    probe_frames: list[int] = []
+    probe_stop = threading.Event()
+
+    def read_probe():
+        while not probe_stop.is_set():
+            m = probe.recv(100)
+            if m is not None and m["stream"] == "cam0":
+                probe_frames.append(m["frame"])
+
+    probe_thread = threading.Thread(target=read_probe, daemon=True)
     try:
         _wait_joined(tx, rx)
+        _wait_joined(tx, probe, stream="warm_probe")
+        probe_thread.start()
         for f in range(5000):  # warm-up with a reading consumer (allocator, caches, queues)
             tx.send("warm", 10_000 + f, kp, width=WIDTH, height=HEIGHT)
             while rx.recv(0) is not None:
@@ -335,7 +348,9 @@ def test_pub_consumer_that_stops_reading_memory_bounded_drops_counted(tmp_path):
             tx.send("cam0", f, kp, width=WIDTH, height=HEIGHT)
             if f % 200 == 199:
                 time.sleep(0.03)
-        time.sleep(1.0)
+        t_end = time.monotonic() + 120  # until the server has published them all (the probe saw the last)
+        while (not probe_frames or probe_frames[-1] < N - 1) and time.monotonic() < t_end:
+            time.sleep(0.1)
         rss1 = rss_kib(serve.pid)
         received = []
         tail_sent = False
@@ -353,12 +368,17 @@ def test_pub_consumer_that_stops_reading_memory_bounded_drops_counted(tmp_path):
                 break
         code, out, err = serve.stop()
     finally:
+        probe_stop.set()
+        if probe_thread.is_alive():
+            probe_thread.join(5)
         serve.kill()
         tx.close()
         rx.close()
+        probe.close()
         ctx.term()
     assert code == 0, err
     counters = final_counters(out)
+    assert probe_frames[:N] == list(range(N))  # the reading consumer lost nothing: drops are per subscriber
     cam = [m for m in received if m["stream"] == "cam0"]
     assert cam and cam[-1]["frame"] == N + 2, (len(received), len(cam), cam[-1]["frame"] if cam else None, counters,
                                                rss0, rss1)
