@@ -18,12 +18,15 @@ class KeypointSender:
     """Sends v1 2D messages to a server's input address (PUSH when lossless, else PUB)."""
 
     def __init__(self, addr: str, *, lossless: bool = False, context: zmq.Context | None = None,
-                 curve_server_key: str | None = None, curve_secret_key: str | None = None) -> None:
+                 curve_server_key: str | None = None, curve_secret_key: str | None = None,
+                 linger_ms: int | None = None) -> None:
+        """``linger_ms``: how long :meth:`close` waits to deliver queued frames (default 5 s
+        lossless, 1 s otherwise; -1 waits for ever)."""
         self.context = context or zmq.Context.instance()
         self.sock = self.context.socket(zmq.PUSH if lossless else zmq.PUB)
         if curve_server_key:  # the server runs with --curve-secret-key: encrypt, authenticate
             curve_client(self.sock, curve_server_key, curve_secret_key)
-        self.sock.setsockopt(zmq.LINGER, 5000 if lossless else 1000)
+        self.sock.setsockopt(zmq.LINGER, linger_ms if linger_ms is not None else (5000 if lossless else 1000))
         self.sock.setsockopt(zmq.SNDHWM, 1000)
         self.sock.connect(normalize_address(addr))
 

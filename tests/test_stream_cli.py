@@ -35,7 +35,7 @@ def test_serve_and_listen_processes_lossless(tmp_path):
     listen = poselift("listen", pout, "--lossless", "--count", str(N), "--json", "--no-status", "--timeout", "60")
     try:
         kp = project(synthetic_poses(N))
-        tx = KeypointSender(pin, lossless=True)
+        tx = KeypointSender(pin, lossless=True, linger_ms=60_000)  # serve may take seconds to start on a busy machine
         for t in range(N):
             tx.send("cam0", t, kp[t], width=WIDTH, height=HEIGHT)
         tx.close()
