@@ -234,8 +234,12 @@ def bench_zmq(device: str = "cpu", quick: bool = False, precisions: tuple[str, .
 def make_video(path: Path, frames: int = 60) -> Path:
     """An MJPG clip of skimage's astronaut photo (public domain), drifting sideways."""
     import cv2
-    from skimage import data as skdata
 
+    try:
+        from skimage import data as skdata
+    except ImportError:
+        raise RuntimeError("the webcam-pipeline benchmark needs scikit-image for its test clip: "
+                           "pip install -e '.[bench]'") from None
     img = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)
     h, w = img.shape[:2]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (w, h))

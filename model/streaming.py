@@ -425,13 +425,25 @@ class StreamingLifter:
 
 
 @torch.inference_mode()
-def lift_sequence(model: _TemporalBase, keypoints: torch.Tensor, device: str | torch.device | None = "cpu") -> torch.Tensor:
+def lift_sequence(model: _TemporalBase, keypoints: torch.Tensor, device: str | torch.device | None = "cpu",
+                  precision: str = "fp32") -> torch.Tensor:
     """Offline lifting of whole sequences with the padding convention of the streamer.
 
     ``keypoints`` (B, T, J, F) -> (B, T, J_out, 3): causal models are left-padded by
     replicating frame 0 (``RF - 1`` frames), symmetric ones edge-padded on both sides.
-    The BN-folded network runs without autograd.
+    In fp32 the BN-folded network runs as one convolution over the sequence without
+    autograd. Other precisions (``bf16``, ``int8``, ``fp16`` on CUDA) stream the sequence
+    through a :class:`StreamingLifter` of that precision, which gives the same poses as
+    the live path would.
     """
+    if precision != "fp32":
+        batch, frames = keypoints.shape[:2]
+        lifter = StreamingLifter(model, batch_size=batch, device=device, precision=precision)
+        steps = [lifter.step(keypoints[:, t]).cpu() for t in range(frames)]
+        tails = lifter.flush()
+        lat = lifter.latency_frames
+        outs = torch.stack(steps, dim=1)
+        return torch.stack([torch.cat([outs[b, lat:], tails[b].cpu()]) for b in range(batch)])
     net = fold_model(model).to(resolve_device(device))
     rf = model.config.receptive_field
     x = keypoints.to(net.expand.weight.device, torch.float32)

@@ -349,7 +349,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
 # ----------------------------------------------------------------------------- video
 def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = None, model: str = "causal",
               checkpoint: str | Path | None = None, device: str = "auto", max_frames: int | None = None,
-              policy: GapPolicy | None = None) -> dict[str, Any]:
+              policy: GapPolicy | None = None, precision: str = "fp32") -> dict[str, Any]:
     """Offline lifting of a whole video: MediaPipe on every frame, gap filling, then the
     whole-sequence model (``lift_sequence``). Writes ``out`` (npz) with ``poses3d``
     (T, 17, 3) metres, ``keypoints2d`` (T, 17, 2) H36M pixels as detected (NaN = missing),
@@ -400,13 +400,13 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
         if x is None:
             xs[i] = xs[min(good, key=lambda g: abs(g - i))]
     x = torch.from_numpy(np.stack(xs).astype(np.float32))[None]
-    poses = lift_sequence(ckpt.model, x, device=dev)[0].cpu().numpy()
+    poses = lift_sequence(ckpt.model, x, device=dev, precision=precision)[0].cpu().numpy()
     arrays: dict[str, Any] = dict(poses3d=poses.astype(np.float32), keypoints2d=np.stack(raw).astype(np.float32),
                                   frames=np.arange(len(xs)), valid=np.array(valid), filled=np.stack(filled),
                                   fps=np.float64(src.fps), width=np.int64(width), height=np.int64(height),
                                   joint_names=np.array(H36M_JOINT_NAMES))
     if ckpt.trajectory_model is not None:
-        arrays["trajectory"] = lift_sequence(ckpt.trajectory_model, x, device=dev)[0, :, 0].cpu().numpy()
+        arrays["trajectory"] = lift_sequence(ckpt.trajectory_model, x, device=dev, precision=precision)[0, :, 0].cpu().numpy()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **arrays)
     print(f"{len(xs)} frames ({sum(valid)} valid) lifted with {Path(ckpt.path).name} -> {out}")

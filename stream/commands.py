@@ -18,8 +18,8 @@ def _model_options(p: argparse.ArgumentParser, precision: bool = True) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs (auto: CUDA when available)")
     if precision:
-        p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
-                       help="numeric precision of the streaming model (default fp32)")
+        p.add_argument("--precision", choices=("fp32", "bf16", "int8", "fp16"), default="fp32",
+                       help="numeric precision of the model (default fp32; fp16 needs --device cuda)")
         p.add_argument("--threads", type=int, default=1, metavar="N",
                        help="torch CPU threads (default 1: lowest per-frame latency for streaming)")
 
@@ -122,10 +122,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=("causal", "full"), default="causal",
                    help="shipped model to use when --checkpoint is not given (default causal)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="only the first N frames")
-    _model_options(p, precision=False)
+    _model_options(p)
     p.set_defaults(func=lambda a: _call("run_video",
         a.file, out=a.out, render=a.render, model=a.model, checkpoint=a.checkpoint, device=a.device,
-        max_frames=a.frames))
+        max_frames=a.frames, precision=a.precision))
 
     p = subparsers.add_parser(
         "listen", help="example consumer: print the 3D poses a publisher sends",
