@@ -20,3 +20,13 @@ def mocap_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared mocap data not found at {path} (set POSELIFT_MOCAP)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Services under test set torch's thread count; restore it so tests do not leak it."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)

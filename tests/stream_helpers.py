@@ -72,3 +72,14 @@ class ServerThread:
         self.thread.join(10)
         self.server.close()
         return self.result
+
+
+def offline(model, kp_px: np.ndarray) -> np.ndarray:
+    """The offline model's poses for a (T, 17, 2) pixel sequence in the test image size."""
+    import torch
+
+    from model import lift_sequence
+    from model.normalization import normalize_screen
+
+    x = torch.from_numpy(normalize_screen(kp_px, WIDTH, HEIGHT))[None]
+    return lift_sequence(model, x)[0].numpy()

@@ -37,21 +37,9 @@ from stream.protocol import encode_input
 from stream.service import PoseServer, is_loopback
 from tests.helpers import random_model
 from tests.reliability_helpers import ROOT, ServeProcess, drain, final_counters, pull, push, recv_all, rss_kib
-from tests.stream_helpers import HEIGHT, WIDTH, ServerThread, project, synthetic_poses, write_checkpoint
+from tests.stream_helpers import HEIGHT, WIDTH, ServerThread, project, synthetic_poses, write_checkpoint, offline
 
 ANY = "tcp://127.0.0.1:*"
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
-def offline(model, kp_px):
-    x = torch.from_numpy(normalize_screen(kp_px, WIDTH, HEIGHT))[None]
-    return lift_sequence(model, x)[0].numpy()
 
 
 # ------------------------------------------------------------------------ signals

@@ -20,13 +20,9 @@ from collections import Counter
 
 import msgpack
 import numpy as np
-import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model import lift_sequence
-from model.normalization import normalize_screen
 from model.skeleton import LAYOUTS
 from stream.engine import LiftEngine
 from stream.protocol import MAX_COORD_PX, REJECT_REASONS, ProtocolError, decode_input, encode_input
@@ -42,7 +38,7 @@ from tests.reliability_helpers import (
     push,
     recv_all,
 )
-from tests.stream_helpers import HEIGHT, WIDTH, project, synthetic_poses, write_checkpoint
+from tests.stream_helpers import HEIGHT, WIDTH, project, synthetic_poses, write_checkpoint, offline
 
 FUZZ_MESSAGES = int(os.environ.get("POSELIFT_FUZZ_MESSAGES", "1500"))
 
@@ -240,11 +236,6 @@ def test_fuzz_generator_categories_get_their_reasons():
 
 
 # ----------------------------------------------------------------------------- wire soak
-def offline(model, kp_px):
-    x = torch.from_numpy(normalize_screen(kp_px, WIDTH, HEIGHT))[None]
-    return lift_sequence(model, x)[0].numpy()
-
-
 def run_wire_fuzz(tmp_path, n_messages: int, seed: int = 0) -> dict:
     """Send ``n_messages`` fuzz messages (plus a valid stream woven through them and one
     after them) to a real ``serve --lossless``; return what was sent and received."""

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from stream.engine import LiftEngine, frame_to_model_input
 from stream.gapfill import GapFiller
@@ -12,13 +11,6 @@ from tests.stream_helpers import write_checkpoint
 
 skimage_data = pytest.importorskip("skimage.data")
 cv2 = pytest.importorskip("cv2")
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,9 @@ from stream.engine import LiftEngine
 from stream.protocol import Frame2D
 from stream.service import PoseServer, normalize_address
 from tests.helpers import random_model
-from tests.stream_helpers import HEIGHT, WIDTH, ServerThread, project, synthetic_poses
+from tests.stream_helpers import HEIGHT, WIDTH, ServerThread, project, synthetic_poses, offline
 
 ANY = "tcp://127.0.0.1:*"
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 def start(model, lossless=True, **kw):
@@ -45,11 +38,6 @@ def collect(rx, n, timeout=20.0):
         if msg["type"] == "pose3d":
             msg["_t_rx"] = time.time()
     return poses, status
-
-
-def offline(model, kp_px):
-    x = torch.from_numpy(normalize_screen(kp_px, WIDTH, HEIGHT))[None]
-    return lift_sequence(model, x)[0].numpy()
 
 
 def test_loopback_lossless_one_stream_equals_offline():
