@@ -5,6 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 
+
+def _save(fig, path: Path) -> str:
+    """Lay out, write and close a figure; return its path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
 def _f(v, digits: int = 2, unit: str = "") -> str:
     if v is None:
         return "n/a"
@@ -148,11 +158,7 @@ def plots(r: dict, out_dir: str | Path) -> list[str]:
         ax.set_ylabel("ms per frame (p50)")
         ax.set_title(f"Streaming step vs window re-run\n{hw}", fontsize=8)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        p = out_dir / "latency_vs_receptive_field.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        written.append(str(p))
+        written.append(_save(fig, out_dir / "latency_vs_receptive_field.png"))
     off = r.get("offline")
     if off:
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -166,11 +172,7 @@ def plots(r: dict, out_dir: str | Path) -> list[str]:
         ax.set_ylabel("frames per second")
         ax.set_title(f"Offline throughput, full-context model\n{hw}", fontsize=8)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        p = out_dir / "throughput_vs_length.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        written.append(str(p))
+        written.append(_save(fig, out_dir / "throughput_vs_length.png"))
     st = r.get("streams")
     if st:
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -185,9 +187,5 @@ def plots(r: dict, out_dir: str | Path) -> list[str]:
         ax.set_ylabel("ms per stream per frame (p50)")
         ax.set_title(f"Per-stream cost, 243f/1024ch\n{hw}", fontsize=8)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        p = out_dir / "per_stream_cost.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        written.append(str(p))
+        written.append(_save(fig, out_dir / "per_stream_cost.png"))
     return written
