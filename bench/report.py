@@ -136,11 +136,12 @@ def plots(r: dict, out_dir: str | Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (NullFormatter for the receptive-field axis)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    hw = hardware_line(r).split(";")[0]
+    hw = "; ".join(hardware_line(r).split("; ")[:2 if r["hardware"].get("gpu") else 1])  # no load average
     step = {k: v for k, v in (r.get("step") or {}).items() if k.isdigit() and v}
     if step:
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -154,6 +155,7 @@ def plots(r: dict, out_dir: str | Path) -> list[str]:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks([int(k) for k in rfs], [str(k) for k in rfs])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("receptive field (frames), 1024 channels")
         ax.set_ylabel("ms per frame (p50)")
         ax.set_title(f"Streaming step vs window re-run\n{hw}", fontsize=8)
