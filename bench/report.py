@@ -141,7 +141,8 @@ def plots(r: dict, out_dir: str | Path) -> list[str]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    hw = "; ".join(hardware_line(r).split("; ")[:2 if r["hardware"].get("gpu") else 1])  # no load average
+    h = r["hardware"]
+    hw = f"{h['gpu']}, torch {h['torch']}" if h.get("gpu") else hardware_line(r).split(";")[0]
     step = {k: v for k, v in (r.get("step") or {}).items() if k.isdigit() and v}
     if step:
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
