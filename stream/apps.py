@@ -242,8 +242,10 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
     lat = latency_summary(server.latencies_ms)
     if stopped_by:
         print(f"stopped by {stopped_by[0]}" + (" (forced: pending poses not flushed)" if len(stopped_by) > 1 else ""))
+    latency = (f"latency p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms" if server.latencies_ms
+               else "no poses, no latency")
     print(f"received {counters['received']}, published {counters['published']}, rejected {counters['rejected']}, "
-          f"resets {counters['resets']}; latency p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms")
+          f"resets {counters['resets']}; {latency}")
     print("final counters: " + json.dumps(counters, sort_keys=True), flush=True)
     return {**counters, **lat}
 
