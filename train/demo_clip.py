@@ -12,10 +12,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
-
 from .bvh import load_h36m_positions
-from .cameras import Corruption, corrupt_keypoints, fixed_cameras, project_to_pixels, world_to_camera
+from .cameras import Corruption
+from .generators import protocol_views
 
 
 def make_demo_clip(bvh_path: str | Path, out: str | Path, fps: float = 30.0, start: int = 0, frames: int = 300,
@@ -27,18 +26,11 @@ def make_demo_clip(bvh_path: str | Path, out: str | Path, fps: float = 30.0, sta
     ``width``, ``height``, ``fps``, ``source``.
     """
     world = load_h36m_positions(bvh_path, fps=fps)[start:start + frames]
-    w = torch.from_numpy(world).double()
-    centre = w[:, 0].mean(dim=0)
-    centre[1] = 0.0
-    cam = fixed_cameras(centre, count=1, distance=distance)
-    pts = world_to_camera(w[None], cam)
-    px = project_to_pixels(pts, cam)
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.arange(17)
-    px = corrupt_keypoints(px, cam.size, Corruption(noise_px=noise_px), perm, g)[0]
+    px, pose = protocol_views(world, cameras=1, distance=distance, corruption=Corruption(noise_px=noise_px),
+                              seed=seed)[0]
     clip = {
         "keypoints": px.numpy().astype(np.float32),
-        "poses3d": (pts - pts[:, :, :1])[0].numpy().astype(np.float32),
+        "poses3d": pose.numpy().astype(np.float32),
         "width": np.int64(1280),
         "height": np.int64(720),
         "fps": np.float64(fps),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from model.skeleton import flip_permutation
@@ -114,27 +115,35 @@ class WindowSampler:
         return Batch(inputs, targets.float(), trajectory.float(), inputs[:, target_idx], intrinsics, valid)
 
 
-def evaluation_views(take: Take, cameras_per_take: int = 4, distance: float = 6.0,
-                     corruption: Corruption = Corruption(), seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The fixed evaluation protocol for one take.
+def protocol_views(positions: np.ndarray, cameras: int = 4, distance: float = 6.0,
+                   corruption: Corruption = Corruption(), seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A take (T, 17, 3) world metres seen by the fixed protocol cameras.
 
-    Four cameras (yaw 0, 90, 180, 270 degrees) at ``distance`` metres from the take's
-    mean root position, 1.6 m high, aimed at 1.0 m, 1280x720, 60 degree field of view,
-    no distortion; optional corruption is seeded. Returns per camera
-    ``(keypoints (T, 17, 2) normalised, poses (T, 17, 3) root-relative camera metres)``.
+    ``cameras`` cameras (yaw 0, 90, 180, 270 degrees for four) at ``distance`` metres from
+    the take's mean root position, 1.6 m high, aimed at 1.0 m, 1280x720, 60 degree field
+    of view, no distortion; optional corruption is seeded. Returns per camera
+    ``(keypoints (T, 17, 2) pixels, poses (T, 17, 3) root-relative camera metres)``.
     """
     from .cameras import fixed_cameras
 
-    world = torch.from_numpy(take.positions).double()
+    world = torch.from_numpy(positions).double()
     centre = world[:, 0].mean(dim=0)
     centre[1] = 0.0
-    cams = fixed_cameras(centre, count=cameras_per_take, distance=distance)
+    cams = fixed_cameras(centre, count=cameras, distance=distance)
     views = []
     g = torch.Generator().manual_seed(seed)
-    for c in range(cameras_per_take):
+    perm = torch.from_numpy(flip_permutation())
+    for c in range(cameras):
         cam = world_to_camera(world[None], cams[c:c + 1])
-        px = project_to_pixels(cam, cams[c:c + 1])
-        px = corrupt_keypoints(px, cams.size[c:c + 1], corruption, torch.from_numpy(flip_permutation()), g)
-        kp = normalize_pixels(px, cams.size[c:c + 1])[0].float()
-        views.append((kp, (cam - cam[:, :, :1])[0].float()))
+        px = corrupt_keypoints(project_to_pixels(cam, cams[c:c + 1]), cams.size[c:c + 1], corruption, perm, g)
+        views.append((px[0], (cam - cam[:, :, :1])[0]))
     return views
+
+
+def evaluation_views(take: Take, cameras_per_take: int = 4, distance: float = 6.0,
+                     corruption: Corruption = Corruption(), seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The fixed evaluation protocol for one take (see :func:`protocol_views`). Returns per
+    camera ``(keypoints (T, 17, 2) normalised, poses (T, 17, 3) root-relative camera metres)``."""
+    size = torch.tensor([[1280.0, 720.0]], dtype=torch.float64)
+    return [(normalize_pixels(px[None], size)[0].float(), pose.float())
+            for px, pose in protocol_views(take.positions, cameras_per_take, distance, corruption, seed)]
