@@ -1,11 +1,11 @@
-"""``python -m bench`` == ``poselift bench`` without the rest of the CLI (for bare machines)."""
+"""``python -m poselift.bench`` == ``poselift bench`` without the rest of the CLI (for bare machines)."""
 
 import argparse
 import sys
 
 from .commands import register
 
-parser = argparse.ArgumentParser(prog="python -m bench")
+parser = argparse.ArgumentParser(prog="python -m poselift.bench")
 sub = parser.add_subparsers(dest="command")
 register(sub)
 args = parser.parse_args(["bench", *sys.argv[1:]])

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import StreamingLifter, TemporalModel, lift_sequence
+from poselift.model import StreamingLifter, TemporalModel, lift_sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,8 +34,8 @@ def validation_sequences(max_frames: int | None = None) -> tuple[list[tuple[torc
     """[(keypoints (T, 17, 2) normalised, poses (T, 17, 3) metres)], and where they came from."""
     why = []
     try:
-        from train.dataset import VALIDATION_SUBJECTS, load_takes, split_takes
-        from train.generators import evaluation_views
+        from poselift.train.dataset import VALIDATION_SUBJECTS, load_takes, split_takes
+        from poselift.train.generators import evaluation_views
 
         root = _mocap_root()
         if root.is_dir():

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from poselift.cli import UserError
+    from poselift.errors import UserError
 
     if args.device == "cuda":
         import torch

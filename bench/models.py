@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from model import ModelConfig, TemporalModel
+from poselift.model import ModelConfig, TemporalModel
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "model" / "weights"
 RF_WIDTHS = {27: (3, 3, 3), 81: (3, 3, 3, 3), 243: (3, 3, 3, 3, 3)}
@@ -38,7 +38,7 @@ def shipped(name: str = "causal") -> tuple[TemporalModel | None, str]:
     shown = f"model/weights/{name}.pt"
     if not path.exists():
         return None, f"{shown} not found"
-    from model import load_checkpoint
+    from poselift.model import load_checkpoint
 
     return load_checkpoint(path).model.eval(), shown
 

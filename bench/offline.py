@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from model import TemporalModel, fold_model
+from poselift.model import TemporalModel, fold_model
 
 from .timing import interleave
 

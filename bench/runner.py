@@ -197,7 +197,7 @@ def add_step_section_fractions(results: dict) -> None:
 
 def bench_threads(model, budget_s: float) -> dict:
     """The 243f step at 1 and 2 torch threads, interleaved (each call sets its count)."""
-    from model import StreamingLifter
+    from poselift.model import StreamingLifter
 
     from .timing import interleave
 

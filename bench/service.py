@@ -39,8 +39,8 @@ def _server_main(conn, precision: str, max_streams: int, threads: int, device: s
     try:
         import torch
 
-        from stream.engine import LiftEngine
-        from stream.service import PoseServer
+        from poselift.stream.engine import LiftEngine
+        from poselift.stream.service import PoseServer
 
         torch.set_num_threads(threads)
         model, label = _default_model()
@@ -84,7 +84,7 @@ class _Server:
 
 def _clip(frames: int = 240) -> tuple[np.ndarray, int, int]:
     """(T, 17, 2) pixels of a moving synthetic skeleton, and the image size."""
-    from model.skeleton import H36M_PARENTS
+    from poselift.model.skeleton import H36M_PARENTS
 
     off = np.array([
         [0, 0, 0], [-0.13, 0, 0], [0, 0.45, 0], [0, 0.45, 0], [0.13, 0, 0], [0, 0.45, 0], [0, 0.45, 0],
@@ -102,7 +102,7 @@ def _clip(frames: int = 240) -> tuple[np.ndarray, int, int]:
 
 
 def _encode_all(n_streams: int, frames: int):
-    from stream.protocol import encode_input
+    from poselift.stream.protocol import encode_input
 
     px, w, h = _clip()
     return [[encode_input(f"s{s}", t, px[(t + 7 * s) % len(px)], width=w, height=h, t=float(t))
@@ -110,7 +110,7 @@ def _encode_all(n_streams: int, frames: int):
 
 
 def _latency(server: _Server, frames: int, warmup: int) -> dict:
-    from stream.client import KeypointSender, PoseReceiver
+    from poselift.stream.client import KeypointSender, PoseReceiver
 
     msgs = _encode_all(1, frames + warmup)[0]
     tx = KeypointSender(server.input, lossless=True)
@@ -137,7 +137,7 @@ def _latency(server: _Server, frames: int, warmup: int) -> dict:
 
 
 def _rate(server: _Server, rate: float, n_streams: int, duration_s: float, msgs) -> dict:
-    from stream.client import KeypointSender, PoseReceiver
+    from poselift.stream.client import KeypointSender, PoseReceiver
 
     total = int(rate * duration_s)
     per_stream = len(msgs[0])
@@ -189,7 +189,7 @@ def bench_zmq(device: str = "cpu", quick: bool = False, precisions: tuple[str, .
     """p50/p99 send-to-receive latency and the highest sustained lossless rate, per precision."""
     import zmq  # noqa: F401  (fail here, at once, when pyzmq is missing)
 
-    import stream.service  # noqa: F401
+    import poselift.stream.service  # noqa: F401
     precisions = precisions or (("fp32",) if quick else (("fp32", "int8") if device == "cpu" else ("fp32", "fp16")))
     # fp32 at the service's default of 1 torch thread first (the headline figure), then each
     # precision at 1 and 2 threads when there is time.
@@ -259,10 +259,10 @@ def bench_pipeline(device: str = "cpu", quick: bool = False, precision: str = "f
     import cv2
     import torch
 
-    from stream.engine import LiftEngine
-    from stream.protocol import Frame2D
-    from stream.service import PosePublisher
-    from stream.sources import MediaPipeDetector
+    from poselift.stream.engine import LiftEngine
+    from poselift.stream.protocol import Frame2D
+    from poselift.stream.service import PosePublisher
+    from poselift.stream.sources import MediaPipeDetector
 
     frames = max(8, int((20 if quick else 90) * scale))
     old = torch.get_num_threads()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from model import StreamingLifter, TemporalModel
+from poselift.model import StreamingLifter, TemporalModel
 
 from .hardware import BandwidthProbe
 from .timing import interleave

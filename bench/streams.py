@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from model import StreamingLifter, TemporalModel
+from poselift.model import StreamingLifter, TemporalModel
 
 from .timing import interleave
 

@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from poselift.errors import CheckpointError
+
 from .config import ModelConfig
 from .skeleton import H36M_JOINT_NAMES
 from .temporal import TemporalModel, _TemporalBase
@@ -43,10 +45,6 @@ DEFAULT_NORMALIZATION: dict[str, Any] = {
     "kind": "screen",
     "description": "x_n = 2 x / w - 1, y_n = 2 y / w - h / w (pixels, image width w, height h)",
 }
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file cannot be used; the message says why and names the file."""
 
 
 @dataclass

@@ -14,13 +14,12 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .errors import PoseliftError
 
 # Each package's subcommands; a package whose commands module is not installed is skipped.
-COMMAND_MODULES: tuple[str, ...] = ("model.commands", "train.commands", "stream.commands", "bench.commands")
-
-
-class UserError(Exception):
-    """An error caused by the user's input; printed without a traceback."""
+COMMAND_MODULES: tuple[str, ...] = (
+    "poselift.model.commands", "poselift.train.commands", "poselift.stream.commands", "poselift.bench.commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,14 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except UserError as exc:
+    except (PoseliftError, FileNotFoundError, ValueError) as exc:  # the user's input: one line
         print(f"poselift {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # known error types from the library read as one line
-        from model.checkpoint import CheckpointError
-
-        if isinstance(exc, (CheckpointError, FileNotFoundError, ValueError)):
-            print(f"poselift {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-        raise
     return int(result or 0)

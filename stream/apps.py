@@ -2,7 +2,7 @@
 
 ``run_demo``, ``run_serve``, ``run_webcam``, ``run_video`` and ``run_listen`` take plain
 arguments, print progress, and return a dict of results; :mod:`stream.commands` only
-parses the command line. User mistakes raise :class:`poselift.cli.UserError` (one line,
+parses the command line. User mistakes raise :class:`poselift.errors.UserError` (one line,
 no traceback).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from poselift.cli import UserError
+from poselift.errors import UserError
 
 from .engine import PRECISIONS, LiftEngine, PoseOut
 from .gapfill import GapPolicy
@@ -28,8 +28,8 @@ DEFAULT_DEMO_OUT = "poselift_demo.gif"
 # ---------------------------------------------------------------------------- shared
 def load_model(checkpoint: str | Path | None = None, name: str = "causal"):
     """Load ``checkpoint`` or the shipped ``model/weights/<name>.pt``; clear error if missing."""
-    from model.checkpoint import CheckpointError, load_checkpoint
-    from model.commands import default_checkpoint
+    from poselift.model.checkpoint import CheckpointError, load_checkpoint
+    from poselift.model.commands import default_checkpoint
 
     path = Path(checkpoint) if checkpoint else default_checkpoint(name)
     if not path.exists():
@@ -51,7 +51,7 @@ def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_stre
     latency from under 1 ms to about 50 ms. ``None`` leaves torch's setting alone."""
     import torch
 
-    from model import resolve_device
+    from poselift.model import resolve_device
 
     if threads is not None:
         if threads < 1:
@@ -254,7 +254,7 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
 def _draw_overlay(bgr: np.ndarray, kp_px: np.ndarray, pose: np.ndarray | None, text: str) -> np.ndarray:
     import cv2
 
-    from model.skeleton import H36M_PARENTS
+    from poselift.model.skeleton import H36M_PARENTS
 
     h, w = bgr.shape[:2]
     img = bgr.copy()
@@ -281,7 +281,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
     """Camera (or video file) -> MediaPipe -> streaming lifter, with a live window and
     optional publishing. Latency is measured from frame capture (before detection) to
     the lifted pose."""
-    from model.normalization import denormalize_screen
+    from poselift.model.normalization import denormalize_screen
 
     from .sources import VideoSource
 
@@ -359,9 +359,9 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
     ``joint_names`` and, with a trajectory model, ``trajectory`` (T, 3) metres."""
     import torch
 
-    from model import lift_sequence, resolve_device
-    from model.normalization import denormalize_screen
-    from model.skeleton import H36M_JOINT_NAMES
+    from poselift.model import lift_sequence, resolve_device
+    from poselift.model.normalization import denormalize_screen
+    from poselift.model.skeleton import H36M_JOINT_NAMES
 
     from .engine import frame_to_model_input
     from .gapfill import GapFiller

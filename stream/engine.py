@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from model import StreamingLifter
-from model.normalization import normalize_screen
-from model.skeleton import get_layout
+from poselift.model import StreamingLifter
+from poselift.model.normalization import normalize_screen
+from poselift.model.skeleton import get_layout
 
 from .gapfill import NUM_JOINTS, GapFiller, GapPolicy
 from .protocol import Frame2D, ProtocolError

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.skeleton import H36M_PARENTS
+from poselift.model.skeleton import H36M_PARENTS
 
 NUM_JOINTS = 17
 

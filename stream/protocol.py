@@ -19,7 +19,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from model.skeleton import H36M_JOINT_NAMES, LAYOUTS
+from poselift.model.skeleton import H36M_JOINT_NAMES, LAYOUTS
 
 VERSION = 1
 # A MediaPipe-33 frame with confidences is about 1 KiB; anything above this is refused.

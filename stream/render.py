@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.skeleton import H36M_LEFT, H36M_PARENTS
+from poselift.model.skeleton import H36M_LEFT, H36M_PARENTS
 
 _BONES = [(j, p) for j, p in enumerate(H36M_PARENTS) if p >= 0]
 

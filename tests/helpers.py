@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from model import TemporalModel
+from poselift.model import TemporalModel
 
 
 def randomize_batch_norm(model: TemporalModel, seed: int = 0) -> TemporalModel:

@@ -22,7 +22,7 @@ import msgpack
 import numpy as np
 import zmq
 
-from stream.protocol import MAX_MESSAGE_BYTES, ProtocolError, decode_input
+from poselift.stream.protocol import MAX_MESSAGE_BYTES, ProtocolError, decode_input
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK_ANY = "tcp://127.0.0.1:*"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model import save_checkpoint
-from model.skeleton import H36M_PARENTS
-from stream.sources import save_clip
+from poselift.model import save_checkpoint
+from poselift.model.skeleton import H36M_PARENTS
+from poselift.stream.sources import save_clip
 from tests.helpers import random_model
 
 WIDTH, HEIGHT = 640, 480
@@ -78,8 +78,8 @@ def offline(model, kp_px: np.ndarray) -> np.ndarray:
     """The offline model's poses for a (T, 17, 2) pixel sequence in the test image size."""
     import torch
 
-    from model import lift_sequence
-    from model.normalization import normalize_screen
+    from poselift.model import lift_sequence
+    from poselift.model.normalization import normalize_screen
 
     x = torch.from_numpy(normalize_screen(kp_px, WIDTH, HEIGHT))[None]
     return lift_sequence(model, x)[0].numpy()

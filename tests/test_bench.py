@@ -34,8 +34,8 @@ def _check(results: dict) -> None:
 
 
 def test_bench_sections_fill_every_key(tmp_path):
-    from bench.report import markdown, plots
-    from bench.runner import run_bench, write_json
+    from poselift.bench.report import markdown, plots
+    from poselift.bench.runner import run_bench, write_json
 
     results = run_bench("cpu", quick=True, log=lambda m: None, scale=0.05)
     _check(results)

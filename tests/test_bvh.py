@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from train.bvh import BVHError, forward_kinematics, load_h36m_positions, read_bvh, resample_indices
-from train.dataset import load_takes, random_proportions, split_takes, subject_of
+from poselift.train.bvh import BVHError, forward_kinematics, load_h36m_positions, read_bvh, resample_indices
+from poselift.train.dataset import load_takes, random_proportions, split_takes, subject_of
 
 SIMPLE = """HIERARCHY
 ROOT hip

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from train.bvh import load_h36m_positions, read_bvh
-from train.bvh_mapping import MAPPINGS, SkeletonMapping, _mirror, resolve_mapping
+from poselift.train.bvh import load_h36m_positions, read_bvh
+from poselift.train.bvh_mapping import MAPPINGS, SkeletonMapping, _mirror, resolve_mapping
 
 # A minimal humanoid in metres-per-unit `u`, facing +Z, Y up; names with an optional prefix.
 JOINTS = [  # name, parent, offset in metres (rest pose)

@@ -3,9 +3,9 @@ import math
 import numpy as np
 import torch
 
-from model.normalization import normalize_screen
-from model.skeleton import flip_permutation
-from train.cameras import (Corruption, corrupt_keypoints, distort, fixed_cameras, look_at, normalize_pixels,
+from poselift.model.normalization import normalize_screen
+from poselift.model.skeleton import flip_permutation
+from poselift.train.cameras import (Corruption, corrupt_keypoints, distort, fixed_cameras, look_at, normalize_pixels,
                            project_normalized, project_to_pixels, sample_cameras, world_to_camera)
 
 

@@ -6,8 +6,8 @@ import zipfile
 import pytest
 import torch
 
-from model import CheckpointError, TemporalModel, load_checkpoint, save_checkpoint
-from model.checkpoint import checkpoint_dict
+from poselift.model import CheckpointError, TemporalModel, load_checkpoint, save_checkpoint
+from poselift.model.checkpoint import checkpoint_dict
 from tests.helpers import random_model
 
 

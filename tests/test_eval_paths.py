@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from model import save_checkpoint
+from poselift.model import save_checkpoint
 from tests.helpers import random_model
 from tests.test_h36m_npz import _make_data, _write
 
@@ -23,10 +23,10 @@ def test_eval_cli_on_videopose3d_npz(tmp_path, capsys):
 
 
 def test_flip_tta_averages_with_the_mirrored_prediction():
-    from model import lift_sequence
-    from model.skeleton import flip_permutation
-    from train.evaluate import evaluate_sequences
-    from train.metrics import mpjpe_np
+    from poselift.model import lift_sequence
+    from poselift.model.skeleton import flip_permutation
+    from poselift.train.evaluate import evaluate_sequences
+    from poselift.train.metrics import mpjpe_np
 
     model = random_model((3,), causal=True, channels=8)
     kp = torch.randn(12, 17, 2) * 0.3

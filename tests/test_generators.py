@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from train.cameras import project_normalized
-from train.dataset import Take
-from train.generators import WindowSampler, evaluation_views
+from poselift.train.cameras import project_normalized
+from poselift.train.dataset import Take
+from poselift.train.generators import WindowSampler, evaluation_views
 
 
 def ramp_takes():

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.skeleton import COCO17
-from train.h36m_npz import (H36M_32_TO_17, H36M_EXTRINSICS, H36M_INTRINSICS, H36M_SUBJECTS, H36MFormatError,
+from poselift.model.skeleton import COCO17
+from poselift.train.h36m_npz import (H36M_32_TO_17, H36M_EXTRINSICS, H36M_INTRINSICS, H36M_SUBJECTS, H36MFormatError,
                             camera_parameters, camera_to_world, load_videopose3d, project_to_pixels,
                             quaternion_rotate, read_npz_objects, world_to_camera)
 

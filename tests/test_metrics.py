@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.skeleton import H36M_PARENTS
-from train.metrics import (bone_length_loss, bone_lengths, evaluate_poses, mpjpe, mpjpe_np, mpjve, n_mpjpe,
+from poselift.model.skeleton import H36M_PARENTS
+from poselift.train.metrics import (bone_length_loss, bone_lengths, evaluate_poses, mpjpe, mpjpe_np, mpjve, n_mpjpe,
                            n_mpjpe_np, p_mpjpe, p_mpjpe_per_frame, procrustes_align, weighted_mpjpe)
 
 SETTINGS = settings(max_examples=40, deadline=None)

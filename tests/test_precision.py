@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import StreamingLifter, lift_sequence
-from model import folding
-from model.folding import pack_linear, quantize_per_channel
-from model.streaming import resolve_precision
+from poselift.model import StreamingLifter, lift_sequence
+from poselift.model import folding
+from poselift.model.folding import pack_linear, quantize_per_channel
+from poselift.model.streaming import resolve_precision
 from tests.helpers import random_model
 
 CAUSAL = Path(__file__).resolve().parents[1] / "model" / "weights" / "causal.pt"
@@ -31,7 +31,7 @@ TOL_MM = {"bf16": (5.0, 30.0), "int8": (5.0, 30.0)}
 
 def _model():
     if CAUSAL.exists():
-        from model import load_checkpoint
+        from poselift.model import load_checkpoint
 
         return load_checkpoint(CAUSAL).model.eval(), "shipped"
     # Random weights, BN statistics in a realistic range, a model wide enough that int8
@@ -80,7 +80,7 @@ def test_int8_p1_change_on_validation_data(mocap_dir):
     """With the shipped model and the mocap data: P1 moves by at most 1 mm (500 frames)."""
     if not CAUSAL.exists():
         pytest.skip("the shipped causal model is not there yet")
-    from bench.accuracy import precision_p1, validation_sequences
+    from poselift.bench.accuracy import precision_p1, validation_sequences
 
     seqs, _ = validation_sequences(max_frames=500)
     if not seqs:
@@ -187,7 +187,7 @@ def test_cuda_graph_handles_resets_and_state_restore():
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_lift_sequence_in_reduced_precision_follows_fp32(causal, precision):
-    from model import lift_sequence
+    from poselift.model import lift_sequence
     from tests.helpers import random_model
 
     model = random_model((3, 3), causal=causal, channels=64)

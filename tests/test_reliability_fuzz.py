@@ -23,9 +23,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model.skeleton import LAYOUTS
-from stream.engine import LiftEngine
-from stream.protocol import MAX_COORD_PX, REJECT_REASONS, ProtocolError, decode_input, encode_input
+from poselift.model.skeleton import LAYOUTS
+from poselift.stream.engine import LiftEngine
+from poselift.stream.protocol import MAX_COORD_PX, REJECT_REASONS, ProtocolError, decode_input, encode_input
 from tests.helpers import random_model
 from tests.reliability_helpers import (
     CATEGORIES,
@@ -240,7 +240,7 @@ def run_wire_fuzz(tmp_path, n_messages: int, seed: int = 0) -> dict:
     """Send ``n_messages`` fuzz messages (plus a valid stream woven through them and one
     after them) to a real ``serve --lossless``; return what was sent and received."""
     ckpt = write_checkpoint(tmp_path / "m.pt", causal=True, widths=(3, 3, 3), channels=32)
-    from model import load_checkpoint
+    from poselift.model import load_checkpoint
 
     model = load_checkpoint(ckpt).model
     n_good = 90

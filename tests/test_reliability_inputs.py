@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import save_checkpoint
+from poselift.model import save_checkpoint
 from poselift.cli import main
 from tests.helpers import random_model
 from tests.reliability_helpers import ROOT

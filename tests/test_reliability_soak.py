@@ -16,9 +16,9 @@ import msgpack
 import numpy as np
 import torch
 
-from model import lift_sequence, load_checkpoint
-from model.normalization import normalize_screen
-from stream.protocol import encode_input
+from poselift.model import lift_sequence, load_checkpoint
+from poselift.model.normalization import normalize_screen
+from poselift.stream.protocol import encode_input
 from tests.reliability_helpers import ServeProcess, final_counters, pull, push, rss_kib
 from tests.stream_helpers import HEIGHT, WIDTH, project, synthetic_poses, write_checkpoint
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import CheckpointError, load_checkpoint
-from model.checkpoint import read_raw
+from poselift.model import CheckpointError, load_checkpoint
+from poselift.model.checkpoint import read_raw
 from tests.reliability_helpers import ROOT
 
 PWNED = Path("/tmp/poselift_reliability_pwned")
@@ -141,7 +141,7 @@ def _rewrite_member(src: Path, dst: Path, suffix: str, data: bytes) -> None:
 
 
 def _saved(tmp_path) -> Path:
-    from model import save_checkpoint
+    from poselift.model import save_checkpoint
     from tests.helpers import random_model
 
     path = tmp_path / "good.pt"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from model.skeleton import (COCO17, H36M_JOINT_NAMES, H36M_LEFT, H36M_PARENTS, H36M_RIGHT, MEDIAPIPE33,
+from poselift.model.skeleton import (COCO17, H36M_JOINT_NAMES, H36M_LEFT, H36M_PARENTS, H36M_RIGHT, MEDIAPIPE33,
                             flip_permutation, get_layout)
 
 
@@ -42,7 +42,7 @@ def test_layout_errors():
 
 
 def test_screen_normalisation_round_trip():
-    from model.normalization import denormalize_screen, normalize_screen
+    from poselift.model.normalization import denormalize_screen, normalize_screen
 
     px = np.array([[0.0, 0.0], [1280.0, 720.0], [640.0, 360.0]])
     n = normalize_screen(px, 1280, 720)

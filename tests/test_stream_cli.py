@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stream.client import KeypointSender
+from poselift.stream.client import KeypointSender
 from tests.stream_helpers import HEIGHT, WIDTH, project, synthetic_poses, write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from poselift.cli import UserError, main
-from stream.sources import DEMO_CLIP, load_clip
+from poselift.cli import main
+from poselift.errors import UserError
+from poselift.stream.sources import DEMO_CLIP, load_clip
 from tests.stream_helpers import write_checkpoint, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def test_demo_cli_headless(tmp_path, capsys):
 
 
 def test_demo_publishes_to_a_listener(tmp_path):
-    from stream.apps import run_demo, run_listen
+    from poselift.stream.apps import run_demo, run_listen
 
     clip = write_clip(tmp_path / "clip.npz", T=40)
     ckpt = write_checkpoint(tmp_path / "m.pt")
@@ -56,9 +57,9 @@ def test_demo_publishes_to_a_listener(tmp_path):
 
 
 def test_demo_missing_clip_is_a_clear_error(tmp_path, monkeypatch, capsys):
-    import stream.sources
+    import poselift.stream.sources
 
-    monkeypatch.setattr(stream.sources, "DEMO_CLIP", tmp_path / "missing.npz")
+    monkeypatch.setattr(poselift.stream.sources, "DEMO_CLIP", tmp_path / "missing.npz")
     ckpt = write_checkpoint(tmp_path / "m.pt")
     assert main(["demo", "--checkpoint", str(ckpt), "--no-render"]) == 2
     err = capsys.readouterr().err
@@ -66,10 +67,10 @@ def test_demo_missing_clip_is_a_clear_error(tmp_path, monkeypatch, capsys):
 
 
 def test_demo_missing_weights_is_a_clear_error(tmp_path, monkeypatch):
-    import model.commands
-    from stream.apps import run_demo
+    import poselift.model.commands
+    from poselift.stream.apps import run_demo
 
-    monkeypatch.setattr(model.commands, "DEFAULT_WEIGHTS_DIR", tmp_path / "no-weights")
+    monkeypatch.setattr(poselift.model.commands, "DEFAULT_WEIGHTS_DIR", tmp_path / "no-weights")
     clip = write_clip(tmp_path / "clip.npz", T=10)
     with pytest.raises(UserError, match="shipped causal model is missing"):
         run_demo(clip=clip, out=None, publish=None)
@@ -109,7 +110,7 @@ def test_demo_with_shipped_defaults(tmp_path, capsys, monkeypatch):
 
 
 def test_live_plot_draws_off_screen():
-    from stream.render import LivePlot
+    from poselift.stream.render import LivePlot
     from tests.stream_helpers import synthetic_poses
 
     view = LivePlot(interactive=False, max_fps=1000)

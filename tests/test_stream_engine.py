@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from model import lift_sequence
-from model.normalization import normalize_screen
-from stream.engine import LiftEngine
-from stream.gapfill import GapPolicy
-from stream.protocol import Frame2D
+from poselift.model import lift_sequence
+from poselift.model.normalization import normalize_screen
+from poselift.stream.engine import LiftEngine
+from poselift.stream.gapfill import GapPolicy
+from poselift.stream.protocol import Frame2D
 from tests.helpers import random_model
 from tests.stream_helpers import HEIGHT, WIDTH, project, synthetic_poses
 
@@ -90,7 +90,7 @@ def test_unliftable_frame_still_gives_one_invalid_pose():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("causal", [True, False])
 def test_engine_on_cuda_with_restart_and_trajectory(causal):
-    from model import TemporalModel
+    from poselift.model import TemporalModel
 
     model = random_model((3, 3, 3), causal=causal, channels=64, seed=1)
     torch.manual_seed(0)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from model.skeleton import H36M_PARENTS
-from stream.gapfill import GapFiller, GapPolicy
+from poselift.model.skeleton import H36M_PARENTS
+from poselift.stream.gapfill import GapFiller, GapPolicy
 
 
 def pose(value=0.0, seed=0):
@@ -81,8 +81,8 @@ def test_non_increasing_frame_is_a_restart(frame):
 
 
 def test_low_confidence_threshold_is_applied_by_the_engine_input_mapping():
-    from stream.engine import frame_to_model_input
-    from stream.protocol import Frame2D
+    from poselift.stream.engine import frame_to_model_input
+    from poselift.stream.protocol import Frame2D
 
     kp = np.full((33, 2), 100.0)
     conf = np.ones(33)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from stream.engine import LiftEngine, frame_to_model_input
-from stream.gapfill import GapFiller
-from stream.protocol import Frame2D
+from poselift.stream.engine import LiftEngine, frame_to_model_input
+from poselift.stream.gapfill import GapFiller
+from poselift.stream.protocol import Frame2D
 from tests.helpers import random_model
 from tests.stream_helpers import write_checkpoint
 
@@ -33,7 +33,7 @@ def astronaut_video(tmp_path_factory, astronaut):
 
 
 def test_mediapipe_on_astronaut_gives_17_finite_joints(astronaut):
-    from stream.sources import MediaPipeDetector
+    from poselift.stream.sources import MediaPipeDetector
 
     with MediaPipeDetector(static_image_mode=True) as det:
         kp, conf = det.detect(astronaut)
@@ -52,7 +52,7 @@ def test_mediapipe_on_astronaut_gives_17_finite_joints(astronaut):
 
 
 def test_video_command_writes_npz(tmp_path, astronaut_video):
-    from stream.apps import run_video
+    from poselift.stream.apps import run_video
 
     ckpt = write_checkpoint(tmp_path / "m.pt", causal=False, widths=(3, 3))
     out = tmp_path / "out.npz"
@@ -65,7 +65,7 @@ def test_video_command_writes_npz(tmp_path, astronaut_video):
 
 
 def test_webcam_command_headless_on_video(tmp_path, astronaut_video):
-    from stream.apps import run_webcam
+    from poselift.stream.apps import run_webcam
 
     ckpt = write_checkpoint(tmp_path / "m.pt")
     res = run_webcam(video=str(astronaut_video), checkpoint=ckpt, window=False, device="cpu",
@@ -96,7 +96,7 @@ def test_webcam_window_without_display_is_a_clear_error(tmp_path, astronaut_vide
 
 
 def test_webcam_overlay_draws_2d_and_3d_panels(astronaut):
-    from stream.apps import _draw_overlay
+    from poselift.stream.apps import _draw_overlay
     from tests.stream_helpers import project, synthetic_poses
 
     bgr = cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR)

@@ -6,7 +6,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from stream.protocol import (
+from poselift.stream.protocol import (
     MAX_MESSAGE_BYTES,
     REJECT_REASONS,
     ProtocolError,

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from model import TemporalModel, lift_sequence
-from model.normalization import normalize_screen
-from stream.client import KeypointSender, PoseReceiver
-from stream.engine import LiftEngine
-from stream.protocol import Frame2D
-from stream.service import PoseServer, normalize_address
+from poselift.model import TemporalModel, lift_sequence
+from poselift.model.normalization import normalize_screen
+from poselift.stream.client import KeypointSender, PoseReceiver
+from poselift.stream.engine import LiftEngine
+from poselift.stream.protocol import Frame2D
+from poselift.stream.service import PoseServer, normalize_address
 from tests.helpers import random_model
 from tests.stream_helpers import HEIGHT, WIDTH, ServerThread, project, synthetic_poses, offline
 
@@ -187,7 +187,7 @@ def test_missing_joints_and_dropped_frames_are_marked():
 
 
 def test_pub_sub_serve_and_listen_talk():
-    from stream.apps import run_listen
+    from poselift.stream.apps import run_listen
 
     model = random_model((3, 3, 3), causal=True, channels=32)
     kp = project(synthetic_poses(400))
@@ -264,7 +264,7 @@ def test_busy_port_is_a_clear_error():
 def test_precision_is_passed_to_the_streaming_lifter(precision):
     import inspect
 
-    from model import StreamingLifter
+    from poselift.model import StreamingLifter
 
     if "precision" not in inspect.signature(StreamingLifter.__init__).parameters:
         pytest.skip("this model core has no precision option")
@@ -305,7 +305,7 @@ def test_internal_error_in_one_message_does_not_stop_the_server(monkeypatch):
 def test_single_frame_output_works_with_a_conflating_consumer():
     import zmq
 
-    from stream.protocol import decode_message
+    from poselift.stream.protocol import decode_message
 
     model = random_model((3,), causal=True, channels=8)
     server = PoseServer(LiftEngine(model), ANY, ANY, single_frame=True, status_interval_s=0)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from model import StreamingLifter, lift_sequence
+from poselift.model import StreamingLifter, lift_sequence
 from tests.helpers import random_model
 
 WIDTHS = [(3, 3, 3), (3, 3, 3, 3, 3), (1, 1, 1), (3, 5, 3)]

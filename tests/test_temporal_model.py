@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from model import ModelConfig, StridedTemporalModel, TemporalModel
+from poselift.model import ModelConfig, StridedTemporalModel, TemporalModel
 from tests.helpers import random_model
 
 

@@ -4,9 +4,9 @@ import shutil
 import pytest
 import torch
 
-from model import load_checkpoint
-from train.dataset import load_takes
-from train.trainer import TrainConfig, Trainer, bn_momentum, state_path, train
+from poselift.model import load_checkpoint
+from poselift.train.dataset import load_takes
+from poselift.train.trainer import TrainConfig, Trainer, bn_momentum, state_path, train
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_resume_is_bit_for_bit(tmp_path, small_takes):
 
 def test_resume_refuses_other_settings_and_missing_state(tmp_path, small_takes):
     train(tiny_config(epochs=1), tmp_path / "m.pt", device="cpu", takes=small_takes, progress=False, plot=False)
-    from model import CheckpointError
+    from poselift.model import CheckpointError
 
     with pytest.raises(CheckpointError, match="channels"):
         train(tiny_config(channels=8), tmp_path / "m.pt", resume=True, device="cpu", takes=small_takes, progress=False)
@@ -87,7 +87,7 @@ def test_ctrl_c_keeps_last_epoch_and_saves_snapshot(tmp_path, small_takes, monke
 def test_semi_supervised_uses_back_projection_and_bone_terms(tmp_path, small_takes):
     takes = [t for t in small_takes]
     # subject 05 labelled, a copy of it renamed to subject 07 plays the unlabelled data
-    from train.dataset import Take
+    from poselift.train.dataset import Take
 
     unl = [Take(t.name + "_u", "07", t.positions) for t in takes if t.subject == "05"]
     cfg = tiny_config(semi_supervised=True, labeled_subjects=("05",), warmup_epochs=1, epochs=2, chunk=2)
@@ -129,8 +129,8 @@ def test_train_and_eval_cli(tmp_path, mocap_dir, capsys):
 
 def test_shipped_models_load_and_beat_trivial_baseline(mocap_dir):
     """The committed weights are real: on a held-out take they beat the mean-pose baseline by far."""
-    from model.commands import default_checkpoint
-    from train.evaluate import evaluate_takes
+    from poselift.model.commands import default_checkpoint
+    from poselift.train.evaluate import evaluate_takes
 
     takes = load_takes(mocap_dir / "subject_12", progress=False)[:1]
     for name in ("causal", "full", "single_frame"):

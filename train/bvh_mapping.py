@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.skeleton import H36M_JOINT_NAMES
+from poselift.model.skeleton import H36M_JOINT_NAMES
 
 if TYPE_CHECKING:
     from .bvh import BVHMotion

@@ -114,8 +114,8 @@ def evaluate_paths(checkpoint: str, data: list[str], subjects: tuple[str, ...] |
     """Evaluate ``checkpoint`` on BVH takes or VideoPose3D npz files; returns an EvaluationResult."""
     import torch
 
-    from model import load_checkpoint, resolve_device
-    from model.normalization import normalize_screen
+    from poselift.model import load_checkpoint, resolve_device
+    from poselift.model.normalization import normalize_screen
 
     from .cameras import Corruption
     from .dataset import load_takes

@@ -3,7 +3,7 @@
 ``poselift demo`` replays it (stream/assets/demo_clip.npz), so the README's first command
 needs no camera and no network peer. Reproduce with::
 
-    python -m train.demo_clip ../shared/data/mocap/cmu/indian/04.bvh.gz stream/assets/demo_clip.npz
+    python -m poselift.train.demo_clip ../shared/data/mocap/cmu/indian/04.bvh.gz stream/assets/demo_clip.npz
 """
 
 from __future__ import annotations

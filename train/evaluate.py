@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from model import TemporalModel, lift_sequence
+from poselift.model import TemporalModel, lift_sequence
 
 from .cameras import Corruption
 from .dataset import Take
@@ -39,7 +39,7 @@ def evaluate_sequences(model: TemporalModel, sequences: list[tuple[str, torch.Te
     Several sequences may share a name (e.g. the views of one take); they are pooled.
     ``flip_tta`` averages the prediction with that of the mirrored input.
     """
-    from model.skeleton import flip_permutation
+    from poselift.model.skeleton import flip_permutation
 
     perm = torch.from_numpy(flip_permutation())
     model = model.eval()

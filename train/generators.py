@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model.skeleton import flip_permutation
+from poselift.model.skeleton import flip_permutation
 
 from .cameras import (_gen_device, CameraRanges, Cameras, Corruption, corrupt_keypoints, normalize_pixels, project_to_pixels,
                       sample_cameras, world_to_camera)

@@ -48,7 +48,7 @@ from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
-from model.skeleton import COCO17
+from poselift.model.skeleton import COCO17
 
 __all__ = [
     "H36MFormatError",

@@ -28,9 +28,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from model import ModelConfig, TemporalModel, resolve_device
-from model.checkpoint import CheckpointError, atomic_torch_save, read_raw, save_checkpoint
-from model.skeleton import H36M_PARENTS
+from poselift.model import ModelConfig, TemporalModel, resolve_device
+from poselift.model.checkpoint import CheckpointError, atomic_torch_save, read_raw, save_checkpoint
+from poselift.model.skeleton import H36M_PARENTS
 
 from .cameras import Corruption
 from .dataset import VALIDATION_SUBJECTS, Take, load_takes, split_takes
