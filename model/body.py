@@ -1,0 +1,259 @@
+"""A body per stream: bone lengths estimated online from each stream's own poses, and poses
+made consistent with them.
+
+Why: the lifter predicts every frame independently of any body model, so on real video its
+limb lengths vary by about 15 % from frame to frame. Rigs, robots and BVH files need one
+skeleton per person. :class:`BodyEstimator` estimates that skeleton online, for many streams
+at once (arrays of shape ``(S, 16)``, one row per stream slot), and :func:`conform` rebuilds
+each pose from the root outwards with the stream's lengths and the model's bone directions.
+
+The estimator, per stream slot:
+
+1. **Warm-up.** The first ``warmup`` valid poses (default 30, about one second at 30 fps)
+   go into a buffer; until it is full the estimate is the per-bone median of what is there,
+   and when it is full the stream is *settled* with the median of the buffer. The median
+   ignores up to half of the warm-up poses being outliers. So the body settles within the
+   first ``warmup`` valid frames and is usable (the running median) from the first one.
+2. **Slow robust adaptation.** After settling, each valid pose moves every length by
+   ``rate * clip(observed - length, ±clip * length)``: an exponential moving average
+   (time constant ``1/rate`` frames, 100 by default) whose step per frame is bounded, so a
+   single wild pose moves a bone by at most ``rate * clip`` (0.1 % by default): a
+   Huber-like update.
+3. **Symmetry.** With ``symmetric=True`` (default) left and right bones share one length
+   (the mean of the two observations) — people are close enough to symmetric that this
+   halves the noise at no cost.
+4. **Validity.** A pose enters the estimate only when its stream's ``valid`` flag is set,
+   every coordinate is finite, and every bone is between 1 cm and 1.5 m. A stream whose
+   first poses are invalid simply waits (its estimate stays empty, ``conform`` leaves its
+   poses as they are).
+5. **Reporting.** :meth:`BodyEstimator.update` returns, per slot, ``settled_now`` (the first
+   settling) and ``changed`` (some bone has moved more than ``change_threshold``, 2 %, since
+   the lengths last reported), so a ``skeleton`` status message can be sent only when it
+   says something new.
+
+Bones are indexed by their child joint: bone ``b`` joins ``BONE_PARENTS[b]`` to
+``BONE_CHILDREN[b]`` (H36M-17 order, ``b = child - 1``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .skeleton import H36M_JOINT_NAMES, H36M_PARENTS
+
+NUM_JOINTS = 17
+BONE_CHILDREN: np.ndarray = np.arange(1, NUM_JOINTS)
+BONE_PARENTS: np.ndarray = np.array(H36M_PARENTS[1:])
+NUM_BONES = len(BONE_CHILDREN)
+BONE_NAMES: tuple[str, ...] = tuple(
+    f"{H36M_JOINT_NAMES[p]}-{H36M_JOINT_NAMES[c]}" for p, c in zip(BONE_PARENTS, BONE_CHILDREN)
+)
+
+# Left/right bone pairs (bone indices = child joint - 1): hip, thigh, shin, shoulder, upper arm, forearm.
+_J = {name: i for i, name in enumerate(H36M_JOINT_NAMES)}
+SYMMETRIC_BONES: tuple[tuple[int, int], ...] = tuple(
+    (_J[f"left_{j}"] - 1, _J[f"right_{j}"] - 1)
+    for j in ("hip", "knee", "ankle", "shoulder", "elbow", "wrist")
+)
+# The limbs whose length variation is measured: thighs, shins, upper arms, forearms.
+LIMB_BONES: tuple[int, ...] = tuple(
+    _J[f"{side}_{j}"] - 1 for side in ("left", "right") for j in ("knee", "ankle", "elbow", "wrist")
+)
+
+# ANC[j, b] = 1 when bone b lies on the path from the root to joint j, so that the joints of a
+# pose rebuilt from bone vectors v (N, 16, 3) are root + ANC @ v: one matrix product, no loop.
+ANCESTRY = np.zeros((NUM_JOINTS, NUM_BONES))
+for _j in range(1, NUM_JOINTS):
+    _k = _j
+    while _k > 0:
+        ANCESTRY[_j, _k - 1] = 1.0
+        _k = H36M_PARENTS[_k]
+
+MIN_BONE_M = 0.01
+MAX_BONE_M = 1.5
+
+
+def bone_vectors(poses: np.ndarray) -> np.ndarray:
+    """(..., 17, 3) joints -> (..., 16, 3) vectors parent -> child."""
+    poses = np.asarray(poses, dtype=np.float64)
+    return poses[..., BONE_CHILDREN, :] - poses[..., BONE_PARENTS, :]
+
+
+def bone_lengths(poses: np.ndarray) -> np.ndarray:
+    """(..., 17, 3) joints -> (..., 16) bone lengths."""
+    return np.linalg.norm(bone_vectors(poses), axis=-1)
+
+
+def symmetrize(lengths: np.ndarray) -> np.ndarray:
+    """Left and right bones take the mean of the pair (any leading shape)."""
+    out = np.array(lengths, dtype=np.float64, copy=True)
+    left, right = np.array(SYMMETRIC_BONES).T
+    mean = 0.5 * (out[..., left] + out[..., right])
+    out[..., left] = mean
+    out[..., right] = mean
+    return out
+
+
+def usable_poses(poses: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """(N,) bool: which poses may enter a body estimate (valid flag, finite, sane bones)."""
+    poses = np.asarray(poses, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        lengths = bone_lengths(poses)
+        ok = np.isfinite(poses).all(axis=(-1, -2)) & ((lengths >= MIN_BONE_M) & (lengths <= MAX_BONE_M)).all(axis=-1)
+    if valid is not None:
+        ok &= np.asarray(valid, dtype=bool)
+    return ok
+
+
+@dataclass
+class BodyUpdate:
+    """What one :meth:`BodyEstimator.update` call changed, per stream slot (all arrays (S,))."""
+
+    lengths: np.ndarray  # (S, 16) current estimate, NaN where a stream has no valid pose yet
+    settled: np.ndarray  # the slot has finished its warm-up
+    settled_now: np.ndarray  # ... and did so in this update
+    changed: np.ndarray  # some bone moved more than change_threshold since last reported (incl. settled_now)
+    used: np.ndarray  # the slot's pose entered the estimate in this update
+
+
+class BodyEstimator:
+    """Online bone lengths for ``num_streams`` stream slots at once (see the module docstring).
+
+    Args:
+        num_streams: slots; :meth:`grow` adds more.
+        warmup: valid poses whose median settles the body (30 ≈ 1 s at 30 fps).
+        rate: adaptation rate after settling (fraction of the clipped error per pose).
+        clip: largest relative error one pose can push with (0.1 = 10 % of the length).
+        symmetric: left and right bones share a length.
+        change_threshold: relative change of any bone that counts as a notable change.
+    """
+
+    def __init__(self, num_streams: int = 1, *, warmup: int = 30, rate: float = 0.01, clip: float = 0.1,
+                 symmetric: bool = True, change_threshold: float = 0.02) -> None:
+        if warmup < 1:
+            raise ValueError("warmup must be at least 1 pose")
+        if not 0 <= rate <= 1 or clip <= 0:
+            raise ValueError("rate must be in [0, 1] and clip positive")
+        self.warmup = int(warmup)
+        self.rate = float(rate)
+        self.clip = float(clip)
+        self.symmetric = bool(symmetric)
+        self.change_threshold = float(change_threshold)
+        self.num_streams = 0
+        self.lengths = np.empty((0, NUM_BONES))
+        self.reported = np.empty((0, NUM_BONES))
+        self.count = np.empty(0, dtype=np.int64)
+        self.buffer = np.empty((0, self.warmup, NUM_BONES))
+        self.grow(num_streams)
+
+    @property
+    def settled(self) -> np.ndarray:
+        return self.count >= self.warmup
+
+    def grow(self, num_streams: int) -> None:
+        """Make room for ``num_streams`` slots (new slots start empty)."""
+        extra = num_streams - self.num_streams
+        if extra <= 0:
+            return
+        self.lengths = np.concatenate([self.lengths, np.full((extra, NUM_BONES), np.nan)])
+        self.reported = np.concatenate([self.reported, np.full((extra, NUM_BONES), np.nan)])
+        self.count = np.concatenate([self.count, np.zeros(extra, dtype=np.int64)])
+        self.buffer = np.concatenate([self.buffer, np.full((extra, self.warmup, NUM_BONES), np.nan)])
+        self.num_streams = num_streams
+
+    def reset(self, slots: int | np.ndarray | slice) -> None:
+        """Forget the body of the given slots (a new person, or a restarted stream)."""
+        self.lengths[slots] = np.nan
+        self.reported[slots] = np.nan
+        self.count[slots] = 0
+        self.buffer[slots] = np.nan
+
+    def update(self, poses: np.ndarray, valid: np.ndarray | None = None,
+               slots: np.ndarray | None = None) -> BodyUpdate:
+        """Feed one pose per listed slot: ``poses`` (N, 17, 3), ``valid`` (N,), ``slots`` (N,)
+        distinct slot indices (default ``0..N-1``). Returns the state of those N slots."""
+        poses = np.asarray(poses, dtype=np.float64)
+        n = poses.shape[0]
+        slots = np.arange(n) if slots is None else np.asarray(slots, dtype=np.int64)
+        use = usable_poses(poses, valid)
+        obs = bone_lengths(np.where(use[:, None, None], poses, 0.0))
+        if self.symmetric:
+            obs = symmetrize(obs)
+        before = self.count[slots].copy()
+        warming = use & (before < self.warmup)
+        adapting = use & (before >= self.warmup)
+
+        if warming.any():
+            w_slots = slots[warming]
+            self.buffer[w_slots, before[warming]] = obs[warming]
+            self.count[w_slots] += 1
+            self.lengths[w_slots] = np.nanmedian(self.buffer[w_slots], axis=1)
+        if adapting.any():
+            a_slots = slots[adapting]
+            cur = self.lengths[a_slots]
+            limit = self.clip * cur
+            self.lengths[a_slots] = cur + self.rate * np.clip(obs[adapting] - cur, -limit, limit)
+
+        settled_after = self.count[slots] >= self.warmup
+        settled_now = settled_after & (before < self.warmup)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.abs(self.lengths[slots] / self.reported[slots] - 1.0)
+        changed = settled_now | (settled_after & (np.nanmax(np.where(np.isnan(rel), 0, rel), axis=1)
+                                                  > self.change_threshold))
+        if changed.any():
+            self.reported[slots[changed]] = self.lengths[slots[changed]]
+        return BodyUpdate(self.lengths[slots].copy(), settled_after, settled_now, changed, use)
+
+
+# (left bone, right bone) pairs that leave the same joint: the pelvis is the midpoint of the
+# hips and the thorax the midpoint of the shoulders in H36M-17 (and in our training data).
+GIRDLES: tuple[tuple[int, int], ...] = ((_J["left_hip"] - 1, _J["right_hip"] - 1),
+                                        (_J["left_shoulder"] - 1, _J["right_shoulder"] - 1))
+
+
+def conform(poses: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Poses consistent with a body: (N, 17, 3) joints, (N, 16) or (16,) lengths -> (N, 17, 3).
+
+    Every bone keeps the direction the model predicted and takes the body's length, from the
+    root outwards (the root joint stays where it is). One exception: the two hip bones (and the
+    two shoulder bones) share one line, ``left - right``, because H36M defines the pelvis
+    (thorax) as the midpoint of the hips (shoulders); the model predicts them collinear to
+    within a few degrees, and a rig needs a rigid pelvis and shoulder girdle. Rows whose lengths
+    are NaN (no body yet) and bones of zero length (no direction) are left as predicted.
+    """
+    poses = np.asarray(poses, dtype=np.float64)
+    lengths = np.broadcast_to(np.asarray(lengths, dtype=np.float64), poses.shape[:-2] + (NUM_BONES,))
+    vec = bone_vectors(poses)
+    has_body = np.isfinite(lengths).all(axis=-1)[..., None]
+    for left, right in GIRDLES:
+        half = 0.5 * (vec[..., left, :] - vec[..., right, :])
+        vec[..., left, :] = np.where(has_body, half, vec[..., left, :])
+        vec[..., right, :] = np.where(has_body, -half, vec[..., right, :])
+    norm = np.linalg.norm(vec, axis=-1)
+    keep = ~np.isfinite(lengths) | (norm < 1e-9)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(keep, 1.0, lengths / np.where(norm < 1e-9, 1.0, norm))
+    rebuilt = np.einsum("jb,...bd->...jd", ANCESTRY, vec * scale[..., None])
+    return poses[..., :1, :] + rebuilt
+
+
+# ---------------------------------------------------------------------------------------------
+# Quality measures (for any pose sequence: raw lifter output, consistent poses, ground truth).
+
+def limb_length_cv(poses: np.ndarray) -> float:
+    """Mean coefficient of variation (std / mean over frames) of the limb lengths: both
+    thighs, shins, upper arms and forearms. ``poses``: (T, 17, 3); non-finite frames are skipped."""
+    lengths = bone_lengths(poses)[..., list(LIMB_BONES)]
+    lengths = lengths[np.isfinite(lengths).all(axis=-1)]
+    return float(np.mean(lengths.std(axis=0) / lengths.mean(axis=0)))
+
+
+def joint_jitter(poses: np.ndarray) -> float:
+    """Mean norm of the second difference of every joint over time (m per frame²), divided by
+    the mean limb length, so a value means the same for a child and an adult. ``poses``: (T, 17, 3)."""
+    poses = np.asarray(poses, dtype=np.float64)
+    accel = np.linalg.norm(poses[2:] - 2 * poses[1:-1] + poses[:-2], axis=-1)
+    limbs = bone_lengths(poses)[..., list(LIMB_BONES)]
+    return float(np.nanmean(accel) / np.nanmean(limbs))
