@@ -83,7 +83,8 @@ def bone_vectors(poses: np.ndarray) -> np.ndarray:
 
 def bone_lengths(poses: np.ndarray) -> np.ndarray:
     """(..., 17, 3) joints -> (..., 16) bone lengths."""
-    return np.linalg.norm(bone_vectors(poses), axis=-1)
+    v = bone_vectors(poses)
+    return np.sqrt(np.sum(v * v, axis=-1))
 
 
 def symmetrize(lengths: np.ndarray) -> np.ndarray:
@@ -105,6 +106,17 @@ def usable_poses(poses: np.ndarray, valid: np.ndarray | None = None) -> np.ndarr
     if valid is not None:
         ok &= np.asarray(valid, dtype=bool)
     return ok
+
+
+def _running_median(buffer: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Per-row median of the first ``count`` entries of ``buffer`` (K, W, B); the rest are NaN,
+    which sorts last (np.nanmedian does the same, ten times slower)."""
+    ordered = np.sort(buffer, axis=1)
+    lo = ((count - 1) // 2)[:, None, None]
+    hi = (count // 2)[:, None, None]
+    b = np.broadcast_to(lo, (len(count), 1, buffer.shape[2]))
+    return 0.5 * (np.take_along_axis(ordered, b, axis=1)[:, 0]
+                  + np.take_along_axis(ordered, np.broadcast_to(hi, b.shape), axis=1)[:, 0])
 
 
 @dataclass
@@ -189,7 +201,7 @@ class BodyEstimator:
             w_slots = slots[warming]
             self.buffer[w_slots, before[warming]] = obs[warming]
             self.count[w_slots] += 1
-            self.lengths[w_slots] = np.nanmedian(self.buffer[w_slots], axis=1)
+            self.lengths[w_slots] = _running_median(self.buffer[w_slots], self.count[w_slots])
         if adapting.any():
             a_slots = slots[adapting]
             cur = self.lengths[a_slots]
@@ -231,11 +243,11 @@ def conform(poses: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         half = 0.5 * (vec[..., left, :] - vec[..., right, :])
         vec[..., left, :] = np.where(has_body, half, vec[..., left, :])
         vec[..., right, :] = np.where(has_body, -half, vec[..., right, :])
-    norm = np.linalg.norm(vec, axis=-1)
+    norm = np.sqrt(np.sum(vec * vec, axis=-1))
     keep = ~np.isfinite(lengths) | (norm < 1e-9)
     with np.errstate(invalid="ignore", divide="ignore"):
         scale = np.where(keep, 1.0, lengths / np.where(norm < 1e-9, 1.0, norm))
-    rebuilt = np.einsum("jb,...bd->...jd", ANCESTRY, vec * scale[..., None])
+    rebuilt = np.matmul(ANCESTRY, vec * scale[..., None])
     return poses[..., :1, :] + rebuilt
 
 

@@ -134,16 +134,28 @@ _SWING_REST = np.array([-_Y, -_Y, _X, -_X, _Y, _Y, _Y])
 _LEAVES = {3: 2, 6: 5, 13: 12, 16: 15, 10: 9}
 
 
+def _norm(v: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.sum(v * v, axis=-1))
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    n = _norm(v)[..., None]
     return v / np.where(n < 1e-12, 1.0, n)
+
+
+_I1, _I2 = [1, 2, 0], [2, 0, 1]
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """np.cross for (..., 3), without its axis juggling (a third of the time on small arrays)."""
+    return a[..., _I1] * b[..., _I2] - a[..., _I2] * b[..., _I1]
 
 
 def _basis(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
     """Orthonormal basis (..., 3, 3) with columns (primary, secondary off primary, their cross)."""
     e1 = _unit(primary)
     e2 = _unit(secondary - np.sum(secondary * e1, axis=-1, keepdims=True) * e1)
-    return np.stack([e1, e2, np.cross(e1, e2)], axis=-1)
+    return np.stack([e1, e2, _cross(e1, e2)], axis=-1)
 
 
 _REST_BASES = _basis(_PRIMARY_REST, _SECONDARY_REST)  # (7, 3, 3)
@@ -154,8 +166,8 @@ def _secondaries(j: np.ndarray) -> np.ndarray:
     hip_line = j[:, 4] - j[:, 1]
     shoulder_line = j[:, 11] - j[:, 14]
     spine_up = j[:, 8] - j[:, 7]
-    left_normal = np.cross(j[:, 12] - j[:, 11], j[:, 13] - j[:, 12])
-    right_normal = np.cross(j[:, 15] - j[:, 14], j[:, 16] - j[:, 15])
+    left_normal = _cross(j[:, 12] - j[:, 11], j[:, 13] - j[:, 12])
+    right_normal = _cross(j[:, 15] - j[:, 14], j[:, 16] - j[:, 15])
     return np.stack([_unit(j[:, 7] - j[:, 0]), _unit(hip_line), _unit(hip_line), _unit(shoulder_line),
                      _unit(spine_up), _unit_scaled(left_normal, j, 11, 12, 13),
                      _unit_scaled(right_normal, j, 14, 15, 16)], axis=1)
@@ -163,8 +175,8 @@ def _secondaries(j: np.ndarray) -> np.ndarray:
 
 def _unit_scaled(normal: np.ndarray, j: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
     """The elbow-plane normal divided by both bone lengths: its size is sin(elbow angle)."""
-    la = np.linalg.norm(j[:, b] - j[:, a], axis=-1, keepdims=True)
-    lb = np.linalg.norm(j[:, c] - j[:, b], axis=-1, keepdims=True)
+    la = _norm(j[:, b] - j[:, a])[:, None]
+    lb = _norm(j[:, c] - j[:, b])[:, None]
     return normal / np.maximum(la * lb, 1e-12)
 
 
@@ -173,7 +185,7 @@ def _swing(parent: np.ndarray, rest: np.ndarray, direction: np.ndarray) -> np.nd
     expressed in the parent frame. parent: (N, K, 3, 3), rest: (K, 3), direction: (N, K, 3)."""
     v = _unit(np.einsum("nkji,nkj->nki", parent, direction))
     u = np.broadcast_to(rest, v.shape)
-    axis = np.cross(u, v)
+    axis = _cross(u, v)
     c = np.sum(u * v, axis=-1)
     k = np.zeros(v.shape + (3,))
     k[..., 0, 1], k[..., 0, 2], k[..., 1, 2] = -axis[..., 2], axis[..., 1], -axis[..., 0]
@@ -219,7 +231,7 @@ def solve_rotations(joints: np.ndarray, prev_twist: np.ndarray | None = None,
         secondary = raw + _CARRY[:, None] * prev
     else:
         secondary = raw
-    weak = np.linalg.norm(secondary, axis=-1) < 1e-9  # no information at all: the rest secondary
+    weak = _norm(secondary) < 1e-9  # no information at all: the rest secondary
     secondary = np.where(weak[..., None], _SECONDARY_REST, secondary)
     frames = _basis(primary, secondary) @ np.swapaxes(_REST_BASES, -1, -2)  # (N, 7, 3, 3)
 

@@ -1,0 +1,115 @@
+"""The per-batch motion stage: consistent bodies and joint rotations for many streams at once.
+
+The live loop calls :meth:`MotionStage.process` once per batch of lifted poses (one pose per
+stream). The stage keeps, per stream, its :class:`~poselift.model.body.BodyEstimator` slot
+and the rotation-continuity state (previous twist directions and quaternions), and returns
+per pose: the consistent joints (camera frame, root-relative, as the protocol's ``joints``),
+the rig-frame joints and root, local rotations in rig order, the rest offsets of the
+stream's body, and whether the stream's skeleton just settled or changed notably (the cue
+for a ``skeleton`` status message). Every step is vectorised over the batch.
+
+A pose that is not valid (the protocol's ``valid = false``) neither enters the body estimate
+nor moves the rotation state: its joints are passed through and its rotations are the
+stream's previous ones (identity before any).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from poselift.model.body import NUM_BONES, BodyEstimator, conform
+from poselift.model.rig import NUM_RIG, NUM_TWIST, camera_to_rig, rest_offsets, solve_rotations
+
+
+@dataclass
+class MotionBatch:
+    """The stage's output for one batch of N poses."""
+
+    streams: list[str]
+    joints: np.ndarray  # (N, 17, 3) consistent joints, camera frame, root-relative (metres)
+    rig_joints: np.ndarray  # (N, 17, 3) the same in the rig frame (y up), root-relative
+    root: np.ndarray  # (N, 3) root (Hips) position in the rig frame: the given root or zero
+    rotations: np.ndarray  # (N, 19, 4) local rotations [x, y, z, w], rig order
+    lengths: np.ndarray  # (N, 16) the stream's bone lengths (NaN before its first valid pose)
+    offsets: np.ndarray  # (N, 19, 3) rest offsets of the stream's body (rig frame)
+    valid: np.ndarray  # (N,) the pose was valid and has a body: joints and rotations are usable
+    settled: np.ndarray  # (N,) the stream's body has finished its warm-up
+    skeleton_changed: np.ndarray  # (N,) the body settled or changed notably in this batch
+
+
+class MotionStage:
+    """Per-stream bodies and rotations; ``**body_options`` go to :class:`BodyEstimator`."""
+
+    def __init__(self, **body_options: object) -> None:
+        self.body = BodyEstimator(0, **body_options)  # type: ignore[arg-type]
+        self._slots: dict[str, int] = {}
+        self._free: list[int] = []
+        self._twist = np.empty((0, NUM_TWIST, 3))
+        self._local = np.empty((0, NUM_RIG, 4))
+
+    @property
+    def streams(self) -> list[str]:
+        return list(self._slots)
+
+    def _slot(self, stream: str) -> int:
+        slot = self._slots.get(stream)
+        if slot is not None:
+            return slot
+        if self._free:
+            slot = self._free.pop()
+        else:
+            slot = self.body.num_streams
+            self.body.grow(slot + 1)
+            self._twist = np.concatenate([self._twist, np.full((1, NUM_TWIST, 3), np.nan)])
+            self._local = np.concatenate([self._local, np.full((1, NUM_RIG, 4), np.nan)])
+        self._slots[stream] = slot
+        return slot
+
+    def reset(self, stream: str) -> None:
+        """Forget a stream's body and rotation history (after a stream reset or eviction)."""
+        slot = self._slots.pop(stream, None)
+        if slot is None:
+            return
+        self.body.reset(slot)
+        self._twist[slot] = np.nan
+        self._local[slot] = np.nan
+        self._free.append(slot)
+
+    def process(self, streams: Sequence[str], joints: np.ndarray, valid: np.ndarray | None = None,
+                root: np.ndarray | None = None) -> MotionBatch:
+        """One pose per stream: ``joints`` (N, 17, 3) camera frame, root-relative; ``valid`` (N,);
+        ``root`` (N, 3) optional absolute pelvis positions, camera frame (a trajectory model)."""
+        joints = np.asarray(joints, dtype=np.float64)
+        n = len(streams)
+        if joints.shape != (n, 17, 3):
+            raise ValueError(f"expected joints of shape ({n}, 17, 3), got {joints.shape}")
+        if len(set(streams)) != n:
+            raise ValueError("a batch holds at most one pose per stream")
+        valid = np.ones(n, bool) if valid is None else np.asarray(valid, dtype=bool)
+        slots = np.fromiter((self._slot(s) for s in streams), dtype=np.int64, count=n)
+
+        update = self.body.update(joints, valid, slots)
+        has_body = update.used  # valid and finite, so it now has lengths
+        consistent = np.where(has_body[:, None, None], conform(joints, update.lengths), joints)
+        rig = camera_to_rig(consistent)
+        rig_root = np.zeros((n, 3)) if root is None else camera_to_rig(root)
+
+        rotations = self._local[slots].copy()
+        never = ~np.isfinite(rotations).all(axis=(1, 2))
+        rotations[never] = np.array([0.0, 0.0, 0.0, 1.0])
+        if has_body.any():
+            use = slots[has_body]
+            solved = solve_rotations(rig[has_body], self._twist[use], self._local[use])
+            rotations[has_body] = solved.local
+            self._twist[use] = solved.twist
+            self._local[use] = solved.local
+        lengths = update.lengths
+        offsets = rest_offsets(np.where(np.isfinite(lengths), lengths, 0.0))
+        return MotionBatch(list(streams), consistent, rig, rig_root, rotations, lengths, offsets,
+                           has_body, update.settled, update.changed)
+
+
+assert NUM_BONES == 16
