@@ -62,18 +62,22 @@ def run_stage(poses: np.ndarray, valid: np.ndarray | None = None, **body_options
 
 
 def motion_quality(poses: np.ndarray, valid: np.ndarray | None = None) -> dict[str, float]:
-    """CV and jitter of ``poses`` (T, 17, 3) raw and through the stage; ``*_settled`` only over
-    the frames after the body settled."""
+    """CV and jitter of ``poses`` (T, 17, 3) raw and through the stage, over the ``valid``
+    frames (the protocol says not to use the others); ``*_settled`` only over the frames
+    after the body settled."""
     poses = np.asarray(poses, dtype=np.float64)
     consistent, settled = run_stage(poses, valid)
+    v = np.ones(len(poses), bool) if valid is None else np.asarray(valid, bool)
+    result = {"frames": float(len(poses)), "cv_raw": limb_length_cv(poses, v),
+              "cv_consistent": limb_length_cv(consistent, v),
+              "jitter_raw": joint_jitter(poses, v), "jitter_consistent": joint_jitter(consistent, v)}
     after = settled.nonzero()[0]
-    result = {"frames": float(len(poses)), "cv_raw": limb_length_cv(poses), "cv_consistent": limb_length_cv(consistent),
-              "jitter_raw": joint_jitter(poses), "jitter_consistent": joint_jitter(consistent)}
     if len(after) > 3:
         tail = slice(after[0], None)
-        result.update(cv_raw_settled=limb_length_cv(poses[tail]), cv_consistent_settled=limb_length_cv(consistent[tail]),
-                      jitter_raw_settled=joint_jitter(poses[tail]),
-                      jitter_consistent_settled=joint_jitter(consistent[tail]))
+        result.update(cv_raw_settled=limb_length_cv(poses[tail], v[tail]),
+                      cv_consistent_settled=limb_length_cv(consistent[tail], v[tail]),
+                      jitter_raw_settled=joint_jitter(poses[tail], v[tail]),
+                      jitter_consistent_settled=joint_jitter(consistent[tail], v[tail]))
     return result
 
 

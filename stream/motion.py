@@ -8,9 +8,10 @@ the rig-frame joints and root, local rotations in rig order, the rest offsets of
 stream's body, and whether the stream's skeleton just settled or changed notably (the cue
 for a ``skeleton`` status message). Every step is vectorised over the batch.
 
-A pose that is not valid (the protocol's ``valid = false``) neither enters the body estimate
-nor moves the rotation state: its joints are passed through and its rotations are the
-stream's previous ones (identity before any).
+A pose that is not valid (the protocol's ``valid = false``) or not finite neither enters the
+body estimate nor moves the rotation state: its joints are passed through and its rotations
+are the stream's previous ones (identity before any). A valid pose with a bone out of range
+(say a nose-to-head bone of 8 mm) stays out of the estimate but is still conformed.
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ class MotionStage:
         slots = np.fromiter((self._slot(s) for s in streams), dtype=np.int64, count=n)
 
         update = self.body.update(joints, valid, slots)
-        has_body = update.used  # valid and finite, so it now has lengths
+        # Conform every valid, finite pose of a stream that has a body, also one that was kept
+        # out of the estimate (a bone out of range): its other bones are still worth keeping.
+        has_body = valid & np.isfinite(joints).all(axis=(1, 2)) & np.isfinite(update.lengths).all(axis=1)
         consistent = np.where(has_body[:, None, None], conform(joints, update.lengths), joints)
         rig = camera_to_rig(consistent)
         rig_root = np.zeros((n, 3)) if root is None else camera_to_rig(root)

@@ -91,3 +91,17 @@ def test_bench_returns_timings():
     result = bench_motion(streams=(1, 4), frames=5)
     assert set(result) == {"streams_1", "streams_4"}
     assert result["streams_4"]["per_pose_ms"] == pytest.approx(result["streams_4"]["batch_ms"] / 4)
+
+
+def test_a_valid_pose_kept_out_of_the_estimate_is_still_conformed():
+    poses = scaled_noisy(demo_poses()[:12], 1.0, 0.05)
+    stage = MotionStage(warmup=5)
+    for p in poses[:10]:
+        stage.process(["x"], p[None])
+    odd = poses[10].copy()
+    odd[10] = odd[9] + 0.002 * (odd[10] - odd[9]) / np.linalg.norm(odd[10] - odd[9])  # a 2 mm nose-to-head bone
+    before = stage.body.lengths[0].copy()
+    out = stage.process(["x"], odd[None])
+    np.testing.assert_array_equal(stage.body.lengths[0], before)  # not in the estimate
+    assert out.valid[0]
+    np.testing.assert_allclose(bone_lengths(out.joints[0]), before, atol=1e-9)  # but conformed
