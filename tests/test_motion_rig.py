@@ -108,3 +108,17 @@ def test_twist_is_not_invented_for_leaves():
 def test_rest_directions_are_unit_or_zero():
     n = np.linalg.norm(REST_DIRECTIONS, axis=-1)
     assert set(np.round(n, 12)) == {0.0, 1.0}
+
+
+def test_elbows_bent_forward_in_the_t_pose_are_a_pure_hinge():
+    """The elbow-plane convention: T-pose, forearms bent forward (+z) 90°. The upper arms are at
+    rest (identity) and each elbow turns about its own y axis (down for the left, up for the right)."""
+    offsets = rest_offsets(demo_lengths())
+    pose = forward_kinematics(np.tile([0.0, 0, 0, 1], (1, NUM_RIG, 1)), np.zeros((1, 3)), offsets)[0, :17]
+    for elbow, wrist in ((12, 13), (15, 16)):
+        pose[wrist] = pose[elbow] + [0.0, 0.0, np.linalg.norm(pose[wrist] - pose[elbow])]
+    q = solve_rotations(pose[None]).local[0]
+    np.testing.assert_allclose(np.abs(q[[11, 14], 3]), 1.0, atol=1e-9)
+    for elbow, sign in ((12, -1.0), (15, 1.0)):
+        rotvec = Rotation.from_quat(q[elbow]).as_rotvec()
+        np.testing.assert_allclose(rotvec, [0.0, sign * np.pi / 2, 0.0], atol=1e-9)
