@@ -32,7 +32,7 @@ class MotionBatch:
     streams: list[str]
     joints: np.ndarray  # (N, 17, 3) consistent joints, camera frame, root-relative (metres)
     rig_joints: np.ndarray  # (N, 17, 3) the same in the rig frame (y up), root-relative
-    root: np.ndarray  # (N, 3) root (Hips) position in the rig frame: the given root or zero
+    root: np.ndarray  # (N, 3) Hips position, rig frame: the pose's pelvis plus the given root (if any)
     rotations: np.ndarray  # (N, 19, 4) local rotations [x, y, z, w], rig order
     lengths: np.ndarray  # (N, 16) the stream's bone lengths (NaN before its first valid pose)
     offsets: np.ndarray  # (N, 19, 3) rest offsets of the stream's body (rig frame)
@@ -98,7 +98,9 @@ class MotionStage:
         has_body = valid & np.isfinite(joints).all(axis=(1, 2)) & np.isfinite(update.lengths).all(axis=1)
         consistent = np.where(has_body[:, None, None], conform(joints, update.lengths), joints)
         rig = camera_to_rig(consistent)
-        rig_root = np.zeros((n, 3)) if root is None else camera_to_rig(root)
+        # The Hips' position: the pose's own pelvis (the lifter's is near, not at, the origin)
+        # plus the trajectory's root, so forward kinematics from it gives rig + root back.
+        rig_root = rig[:, 0] + (0.0 if root is None else camera_to_rig(root))
 
         rotations = self._local[slots].copy()
         never = ~np.isfinite(rotations).all(axis=(1, 2))

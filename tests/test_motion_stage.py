@@ -7,7 +7,7 @@ import pytest
 
 from poselift.bench.motion import bench_motion, motion_quality
 from poselift.model.body import bone_lengths, symmetrize
-from poselift.model.rig import forward_kinematics
+from poselift.model.rig import camera_to_rig, forward_kinematics
 from poselift.stream.motion import MotionStage
 from tests.motion_helpers import demo_poses, scaled_noisy
 
@@ -36,10 +36,12 @@ def test_rotations_reproduce_the_consistent_joints():
     stage = MotionStage(warmup=10)
     for t in range(30):
         root = np.array([[0.0, 0.0, 3.0], [1.0, 0.5, 4.0]]) + t * 0.01
-        out = stage.process(["a", "b"], np.stack([data["a"][t], data["b"][t]]), root=root)
+        joints = np.stack([data["a"][t], data["b"][t]]) + [0.01, -0.02, 0.03]  # a lifter's pelvis is near 0, not at 0
+        out = stage.process(["a", "b"], joints, root=root)
         fk = forward_kinematics(out.rotations, out.root, out.offsets)
-        np.testing.assert_allclose(fk[:, :17], out.rig_joints + out.root[:, None], atol=1e-6)
-    assert out.root[1] == pytest.approx([1.29, -0.79, -4.29])  # camera frame -> rig frame (y up)
+        absolute = out.rig_joints + camera_to_rig(root)[:, None]
+        np.testing.assert_allclose(fk[:, :17], absolute, atol=1e-6)
+    assert out.root[1] == pytest.approx([1.30, -0.77, -4.32])  # camera frame -> rig frame (y up), plus the pelvis
 
 
 def test_settling_and_changes_are_reported_once():
