@@ -116,7 +116,7 @@ def rest_offsets(lengths: np.ndarray) -> np.ndarray:
 
 # --- frames with a secondary direction -------------------------------------------------------
 # (rig joint, primary (a, b) meaning joints[b] - joints[a], primary rest direction,
-#  secondary rest direction, twist-carry weight k). Secondary vectors are built in _secondaries.
+#  secondary rest direction, twist-carry weight k). Secondary vectors are built in _differences.
 _FRAME_JOINTS = np.array([0, 1, 4, 7, 8, 11, 14])
 _PRIMARY = np.array([[1, 4], [1, 2], [4, 5], [7, 8], [14, 11], [11, 12], [14, 15]])  # (from, to); hip line = 4 - 1
 _PRIMARY_REST = np.array([_X, -_Y, -_Y, _Y, _X, _X, -_X])
@@ -161,23 +161,25 @@ def _basis(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
 _REST_BASES = _basis(_PRIMARY_REST, _SECONDARY_REST)  # (7, 3, 3)
 
 
-def _secondaries(j: np.ndarray) -> np.ndarray:
-    """Raw secondary directions (N, 7, 3) of the frames, from rig-frame joints (N, 17, 3)."""
-    hip_line = j[:, 4] - j[:, 1]
-    shoulder_line = j[:, 11] - j[:, 14]
-    spine_up = j[:, 8] - j[:, 7]
-    left_normal = _cross(j[:, 12] - j[:, 11], j[:, 13] - j[:, 12])
-    right_normal = _cross(j[:, 15] - j[:, 14], j[:, 16] - j[:, 15])
-    return np.stack([_unit(j[:, 7] - j[:, 0]), _unit(hip_line), _unit(hip_line), _unit(shoulder_line),
-                     _unit(spine_up), _unit_scaled(left_normal, j, 11, 12, 13),
-                     _unit_scaled(right_normal, j, 14, 15, 16)], axis=1)
+# Every joint difference the solver needs, taken in one indexing operation (at batch 1 the
+# cost is the number of numpy calls, not their size): primaries, secondary lines, arm bones
+# (for the elbow planes), swing bones.
+_LINES = np.array([[0, 7], [1, 4], [1, 4], [14, 11], [7, 8]])  # spine, hip line x2, shoulder line, spine up
+_ARM_BONES = np.array([[11, 12], [14, 15], [12, 13], [15, 16]])  # upper arms, then forearms
+_PAIRS = np.concatenate([_PRIMARY, _LINES, _ARM_BONES, _SWING_BONE])
+_P, _L, _A, _S = 0, len(_PRIMARY), len(_PRIMARY) + len(_LINES), len(_PRIMARY) + len(_LINES) + len(_ARM_BONES)
 
 
-def _unit_scaled(normal: np.ndarray, j: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
-    """The elbow-plane normal divided by both bone lengths: its size is sin(elbow angle)."""
-    la = _norm(j[:, b] - j[:, a])[:, None]
-    lb = _norm(j[:, c] - j[:, b])[:, None]
-    return normal / np.maximum(la * lb, 1e-12)
+def _differences(j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(primaries (N, 7, 3), raw secondaries (N, 7, 3), swing bones (N, 7, 3)) of rig-frame
+    joints (N, 17, 3). Lines are unit vectors; an elbow-plane normal (upper arm × forearm over
+    both lengths) has the size sin(elbow angle), so it fades as the arm straightens."""
+    d = j[:, _PAIRS[:, 1]] - j[:, _PAIRS[:, 0]]
+    length = _norm(d)
+    length = np.where(length < 1e-12, 1.0, length)
+    unit = d / length[..., None]
+    normals = _cross(unit[:, _A:_A + 2], unit[:, _A + 2:_S])
+    return d[:, _P:_L], np.concatenate([unit[:, _L:_A], normals], axis=1), d[:, _S:]
 
 
 def _swing(parent: np.ndarray, rest: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -217,9 +219,8 @@ def solve_rotations(joints: np.ndarray, prev_twist: np.ndarray | None = None,
     """
     j = np.asarray(joints, dtype=np.float64)
     n = j.shape[0]
-    primary = j[:, _PRIMARY[:, 1]] - j[:, _PRIMARY[:, 0]]
+    primary, raw, bone = _differences(j)
     e1 = _unit(primary)
-    raw = _secondaries(j)
     raw = raw - np.sum(raw * e1, axis=-1, keepdims=True) * e1
     if prev_twist is not None:
         prev = np.asarray(prev_twist, dtype=np.float64)
@@ -231,13 +232,16 @@ def solve_rotations(joints: np.ndarray, prev_twist: np.ndarray | None = None,
         secondary = raw + _CARRY[:, None] * prev
     else:
         secondary = raw
-    weak = _norm(secondary) < 1e-9  # no information at all: the rest secondary
-    secondary = np.where(weak[..., None], _SECONDARY_REST, secondary)
+    weak = _norm(secondary) < 1e-9  # no information at all (first frame, straight arm): the rest
+    if weak.any():                  # secondary, or the world axis most across the bone if it is not
+        along = np.abs(np.sum(e1 * _SECONDARY_REST, axis=-1)) > 0.9
+        fallback = np.where(along[..., None], np.eye(3)[np.argmin(np.abs(e1), axis=-1)], _SECONDARY_REST)
+        fallback = fallback - np.sum(fallback * e1, axis=-1, keepdims=True) * e1
+        secondary = np.where(weak[..., None], fallback, secondary)
     frames = _basis(primary, secondary) @ np.swapaxes(_REST_BASES, -1, -2)  # (N, 7, 3, 3)
 
     world = np.empty((n, NUM_RIG, 3, 3))
     world[:, _FRAME_JOINTS] = frames
-    bone = j[:, _SWING_BONE[:, 1]] - j[:, _SWING_BONE[:, 0]]
     world[:, _SWING_JOINTS] = frames[:, _SWING_PARENT] @ _swing(frames[:, _SWING_PARENT], _SWING_REST, bone)
     for leaf, parent in _LEAVES.items():
         world[:, leaf] = world[:, parent]

@@ -122,3 +122,18 @@ def test_elbows_bent_forward_in_the_t_pose_are_a_pure_hinge():
     for elbow, sign in ((12, -1.0), (15, 1.0)):
         rotvec = Rotation.from_quat(q[elbow]).as_rotvec()
         np.testing.assert_allclose(rotvec, [0.0, sign * np.pi / 2, 0.0], atol=1e-9)
+
+
+def test_straight_arm_along_its_rest_secondary_on_the_first_frame():
+    """A straight arm raised overhead, first frame: no elbow plane, no history, and the rest
+    secondary (y) lies along the bone. The frame must still be a rotation; FK stays exact."""
+    offsets = rest_offsets(demo_lengths())
+    pose = forward_kinematics(np.tile([0.0, 0, 0, 1], (1, NUM_RIG, 1)), np.zeros((1, 3)), offsets)[0, :17]
+    upper = np.linalg.norm(pose[12] - pose[11])
+    fore = np.linalg.norm(pose[13] - pose[12])
+    pose[12] = pose[11] + [0.0, upper, 0.0]
+    pose[13] = pose[12] + [0.0, fore, 0.0]
+    rp = solve_rotations(pose[None])
+    np.testing.assert_allclose(rp.world[0, 11] @ rp.world[0, 11].T, np.eye(3), atol=1e-12)
+    fk = forward_kinematics(rp.local, pose[None, 0], offsets)
+    np.testing.assert_allclose(fk[0, :17], pose, atol=1e-9)
