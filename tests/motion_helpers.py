@@ -6,7 +6,7 @@ from importlib import resources
 
 import numpy as np
 
-from poselift.model.body import symmetrize, bone_lengths
+from poselift.model.body import bone_lengths, conform, symmetrize
 
 
 def demo_poses() -> np.ndarray:
@@ -24,8 +24,6 @@ def scaled_noisy(poses: np.ndarray, scale: np.ndarray | float, noise: float, see
     """Poses of a body whose bones are ``scale`` times longer, each bone's length jittered by
     ``noise`` (relative, per frame), directions kept."""
     rng = np.random.default_rng(seed)
-    from poselift.model.body import conform
-
     lengths = bone_lengths(poses) * scale
     lengths = lengths * (1 + rng.normal(0, noise, lengths.shape))
     return conform(poses, lengths)

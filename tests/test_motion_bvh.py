@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from poselift.model.body import conform
 from poselift.model.rig import NUM_RIG, RIG_NAMES, camera_to_rig, solve_sequence
 from poselift.stream.bvh_out import BVHWriter, unwrap_degrees, write_bvh
 from poselift.train.bvh import forward_kinematics as repo_fk
 from poselift.train.bvh import read_bvh
 from tests.motion_helpers import demo_lengths, demo_poses
-
-from poselift.model.body import conform
 
 
 @pytest.fixture(scope="module")
