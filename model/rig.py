@@ -100,11 +100,12 @@ _BONE_OF_JOINT = {int(c): b for b, c in enumerate(BONE_CHILDREN)}
 RIG_BONE = np.array([_BONE_OF_JOINT.get(j, -1) if j < 17 else -1 for j in range(NUM_RIG)])
 
 CAMERA_TO_RIG = np.diag([1.0, -1.0, -1.0])  # a proper rotation (180° about x): handedness kept
+_CAMERA_TO_RIG_DIAGONAL = np.diag(CAMERA_TO_RIG).copy()
 
 
 def camera_to_rig(points: np.ndarray) -> np.ndarray:
     """Camera frame (x right, y down, z forward) -> rig frame (x right, y up, z to camera)."""
-    return np.asarray(points, dtype=np.float64) * np.array([1.0, -1.0, -1.0])
+    return np.asarray(points, dtype=np.float64) * _CAMERA_TO_RIG_DIAGONAL
 
 
 def rest_offsets(lengths: np.ndarray) -> np.ndarray:
