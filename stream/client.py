@@ -10,8 +10,8 @@ from typing import Any, Iterator
 
 import zmq
 
-from .protocol import POSE_TOPIC_PREFIX, STATUS_TOPIC, decode_message, encode_input
-from .service import curve_client, normalize_address
+from .protocol import POSE_TOPIC_PREFIX, STATUS_TOPIC, decode_message, encode_end, encode_input
+from .transport import curve_client, normalize_address
 
 
 class KeypointSender:
@@ -34,6 +34,12 @@ class KeypointSender:
              layout: str = "h36m17", t: float | None = None) -> None:
         """``kp`` (J, 2) or (J, 3) pixels (NaN rows are sent as absent joints)."""
         self.sock.send(encode_input(stream, frame, kp, width=width, height=height, layout=layout, t=t))
+
+    def end(self, stream: str) -> None:
+        """End ``stream``: the server flushes its pending poses (a symmetric model's last
+        frames), frees its slot and answers with a status message whose event is ``end``.
+        Frame numbers may start again from 0 afterwards."""
+        self.sock.send(encode_end(stream))
 
     def send_raw(self, data: bytes) -> None:
         self.sock.send(data)

@@ -112,8 +112,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "video", help="lift a whole video offline to an npz (and optionally render it)",
-        description="Detect 2D keypoints in every frame with MediaPipe, fill gaps, lift the whole sequence "
-                    "offline and save poses3d (T,17,3) metres, keypoints2d (T,17,2) pixels and frames.",
+        description="Detect 2D keypoints in every frame with MediaPipe, then lift them through the same gap "
+                    "filling and lifting loop as webcam/serve (flushed at the end, so a symmetric model "
+                    "completes every frame) and save poses3d (T,17,3) metres, keypoints2d (T,17,2) pixels, "
+                    "frames and valid flags.",
         epilog="example:\n  poselift video clip.mp4 --out clip_3d.npz --render clip_3d.mp4 --model full",
         formatter_class=_FMT)
     p.add_argument("file", help="video file")
@@ -125,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _model_options(p)
     p.set_defaults(func=lambda a: _call("run_video",
         a.file, out=a.out, render=a.render, model=a.model, checkpoint=a.checkpoint, device=a.device,
-        max_frames=a.frames, precision=a.precision))
+        max_frames=a.frames, precision=a.precision, threads=a.threads))
 
     p = subparsers.add_parser(
         "listen", help="example consumer: print the 3D poses a publisher sends",
