@@ -273,7 +273,7 @@ def _draw_overlay(bgr: np.ndarray, kp_px: np.ndarray, pose: np.ndarray | None, t
 def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | Path | None = None,
                publish: str | None = None, window: bool = True, device: str = "auto", precision: str = "fp32",
                max_frames: int | None = None, stream: str = "cam0", threads: int | None = 1,
-               allow_remote: bool = False) -> dict[str, Any]:
+               allow_remote: bool = False, verbose: bool = False) -> dict[str, Any]:
     """Camera (or video file) -> MediaPipe -> streaming lifter, with a live window and
     optional publishing. Latency is measured from frame capture (before detection) to
     the lifted pose."""
@@ -286,7 +286,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
     ckpt = load_model(checkpoint, "causal")
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads)
     try:
-        src = VideoSource(video if video else camera, stream=stream, max_frames=max_frames)
+        src = VideoSource(video if video else camera, stream=stream, max_frames=max_frames, verbose=verbose)
     except (FileNotFoundError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
     pub = _publisher(publish, allow_remote=allow_remote)
@@ -386,7 +386,8 @@ def video_arrays(frames: list, engine: LiftEngine) -> dict[str, Any]:
 
 def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = None, model: str = "causal",
               checkpoint: str | Path | None = None, device: str = "auto", max_frames: int | None = None,
-              policy: GapPolicy | None = None, precision: str = "fp32", threads: int | None = 1) -> dict[str, Any]:
+              policy: GapPolicy | None = None, precision: str = "fp32", threads: int | None = 1,
+              verbose: bool = False) -> dict[str, Any]:
     """Offline lifting of a whole video: MediaPipe on every frame, then the same intake
     (layout, normalisation, gap filling) and lifting loop as ``webcam``/``serve``, with the
     stream flushed at the end, so every frame gets the pose and validity flag the live path
@@ -396,7 +397,8 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
     (NaN = missing), ``frames`` (T,) frame indices, plus ``valid``, ``warmup``, ``filled``,
     ``fps``, ``width``, ``height``, ``joint_names`` and, with a trajectory model,
     ``trajectory`` (T, 3) metres. Frames with nothing liftable (no person yet, or after a
-    reset) have ``valid`` false and zero joints, as live. ``threads``: torch CPU threads."""
+    reset) have ``valid`` false and zero joints, as live. ``threads``: torch CPU threads.
+    ``verbose``: keep MediaPipe's native log lines (silenced by default)."""
     from poselift.model.skeleton import H36M_JOINT_NAMES
 
     from .sources import VideoSource
@@ -408,7 +410,7 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
     ckpt = load_model(checkpoint, model)
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, policy=policy, threads=threads)
     try:
-        src = VideoSource(str(path), stream="video", max_frames=max_frames)
+        src = VideoSource(str(path), stream="video", max_frames=max_frames, verbose=verbose)
     except (FileNotFoundError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
     try:
