@@ -6,6 +6,7 @@ They *connect* (the server binds). ``lossless=True`` picks PUSH/PULL, else PUB/S
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Iterator
 
 import zmq
@@ -56,7 +57,8 @@ class PoseReceiver:
 
     From the per-stream ``seq`` numbers it counts :attr:`dropped` (poses the publisher sent
     that never arrived: PUB drops for a slow consumer; with ``latest_only`` also the ones
-    skipped on purpose) and :attr:`publisher_restarts` (``seq`` went back).
+    skipped on purpose; per stream in :attr:`dropped_by_stream`) and
+    :attr:`publisher_restarts` (``seq`` went back).
     """
 
     def __init__(self, addr: str, *, lossless: bool = False, streams: list[str] | None = None,
@@ -71,6 +73,7 @@ class PoseReceiver:
         self.streams = set(streams) if streams else None
         self.status = status
         self.dropped = 0
+        self.dropped_by_stream: Counter[str] = Counter()
         self.publisher_restarts = 0
         self._last_seq: dict[str, int] = {}
         if not lossless:
@@ -108,6 +111,7 @@ class PoseReceiver:
         if last is not None:
             if seq > last + 1:
                 self.dropped += seq - last - 1
+                self.dropped_by_stream[stream] += seq - last - 1
             elif seq <= last:
                 self.publisher_restarts += 1
         self._last_seq[stream] = seq
