@@ -51,20 +51,22 @@ MEDIAPIPE33_JOINT_NAMES: tuple[str, ...] = (
     "left_heel", "right_heel", "left_foot_index", "right_foot_index",
 )
 
-# How each H36M joint is made from named joints of a detector layout (equal-weight means).
-# The training data defines the same joints the same way (see train/bvh.py), so that what a
-# detector reports and what the model learnt agree: pelvis = mid-hips, thorax = mid-shoulders,
-# neck_nose = nose, head = mid-eyes.
-_DETECTOR_TO_H36M: dict[str, tuple[str, ...]] = {
-    "pelvis": ("left_hip", "right_hip"),
+# How each H36M joint is made from anatomical points (equal-weight means), ONCE for every
+# source: detector layouts (COCO-17, MediaPipe-33, below) and mocap rigs (train/bvh_mapping.py,
+# which names each point with the rig's own joint or a virtual point) use this table, so what
+# a detector reports at inference and what the model learnt in training cannot drift apart:
+# pelvis = mid-hips, spine = mean of hips and shoulders, thorax = mid-shoulders,
+# neck_nose = the nose, head = mid-eyes. The point names are the detectors' own.
+H36M_CONSTRUCTION: dict[str, tuple[str, ...]] = {
+    "pelvis": ("right_hip", "left_hip"),
     "right_hip": ("right_hip",),
     "right_knee": ("right_knee",),
     "right_ankle": ("right_ankle",),
     "left_hip": ("left_hip",),
     "left_knee": ("left_knee",),
     "left_ankle": ("left_ankle",),
-    "spine": ("left_hip", "right_hip", "left_shoulder", "right_shoulder"),
-    "thorax": ("left_shoulder", "right_shoulder"),
+    "spine": ("right_hip", "left_hip", "right_shoulder", "left_shoulder"),
+    "thorax": ("right_shoulder", "left_shoulder"),
     "neck_nose": ("nose",),
     "head": ("left_eye", "right_eye"),
     "left_shoulder": ("left_shoulder",),
@@ -74,6 +76,23 @@ _DETECTOR_TO_H36M: dict[str, tuple[str, ...]] = {
     "right_elbow": ("right_elbow",),
     "right_wrist": ("right_wrist",),
 }
+# The anatomical points the constructions use.
+H36M_SOURCE_POINTS: tuple[str, ...] = tuple(dict.fromkeys(p for ps in H36M_CONSTRUCTION.values() for p in ps))
+
+
+def h36m_construction(points: dict[str, str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Each H36M joint name -> the source joint names it is the mean of.
+
+    ``points`` names each anatomical point (:data:`H36M_SOURCE_POINTS`) in the source's own
+    terms (e.g. ``{"right_hip": "rThigh", ...}`` for the CMU rig); None uses the point names
+    themselves (the detector layouts). Several points may name the same source joint (a
+    rig without eyes uses one virtual mid-eyes point for both eyes)."""
+    if points is not None:
+        missing = [p for p in H36M_SOURCE_POINTS if p not in points]
+        if missing:
+            raise KeyError(f"no source joint given for {', '.join(missing)}")
+    name = (lambda p: p) if points is None else points.__getitem__
+    return {j: tuple(name(p) for p in H36M_CONSTRUCTION[j]) for j in H36M_JOINT_NAMES}
 
 
 @dataclass(frozen=True)
@@ -115,7 +134,7 @@ def _matrix_from_names(joint_names: tuple[str, ...]) -> np.ndarray:
     index = {name: i for i, name in enumerate(joint_names)}
     m = np.zeros((17, len(joint_names)))
     for j, h36m_name in enumerate(H36M_JOINT_NAMES):
-        sources = _DETECTOR_TO_H36M[h36m_name]
+        sources = H36M_CONSTRUCTION[h36m_name]
         for s in sources:
             m[j, index[s]] = 1.0 / len(sources)
     return m

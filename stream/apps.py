@@ -21,6 +21,7 @@ from poselift.errors import UserError
 
 from .engine import PRECISIONS, LiftEngine, PoseOut
 from .gapfill import GapPolicy
+from .loop import PoseLoop, collect
 
 DEFAULT_DEMO_OUT = "poselift_demo.gif"
 
@@ -150,17 +151,12 @@ def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = 
         print(f"publishing on {pub.endpoint} (topic pose3d.demo); watch with: poselift listen {pub.endpoint}")
         time.sleep(0.2)  # let a listener that is already waiting connect
     poses: list[PoseOut] = []
-    latencies: list[float] = []
+    loop = PoseLoop(engine, collect(poses, pub.send_pose if pub is not None else None))
+    latencies = loop.latencies_ms
     t0 = time.perf_counter()
     try:
-        for f in c.frames("demo", realtime=realtime, limit=n):
-            engine.submit(f)
-            for p in engine.run():
-                poses.append(p)
-                latencies.append(pub.send_pose(p) if pub else (time.perf_counter() - p.t_recv) * 1000.0)
-        for p in engine.flush():
-            poses.append(p)
-            latencies.append(pub.send_pose(p) if pub else (time.perf_counter() - p.t_recv) * 1000.0)
+        loop.feed(c.frames("demo", realtime=realtime, limit=n))
+        loop.flush()
     finally:
         if pub is not None:
             pub.close()
@@ -277,7 +273,7 @@ def _draw_overlay(bgr: np.ndarray, kp_px: np.ndarray, pose: np.ndarray | None, t
 def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | Path | None = None,
                publish: str | None = None, window: bool = True, device: str = "auto", precision: str = "fp32",
                max_frames: int | None = None, stream: str = "cam0", threads: int | None = 1,
-               allow_remote: bool = False) -> dict[str, Any]:
+               allow_remote: bool = False, verbose: bool = False) -> dict[str, Any]:
     """Camera (or video file) -> MediaPipe -> streaming lifter, with a live window and
     optional publishing. Latency is measured from frame capture (before detection) to
     the lifted pose."""
@@ -290,30 +286,27 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
     ckpt = load_model(checkpoint, "causal")
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads)
     try:
-        src = VideoSource(video if video else camera, stream=stream, max_frames=max_frames)
+        src = VideoSource(video if video else camera, stream=stream, max_frames=max_frames, verbose=verbose)
     except (FileNotFoundError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
     pub = _publisher(publish, allow_remote=allow_remote)
     print(f"model: {describe_model(ckpt, engine)}")
     if pub is not None:
         print(f"publishing on {pub.endpoint} (topic pose3d.{stream})")
-    latencies: list[float] = []
+    loop = PoseLoop(engine, pub.send_pose if pub is not None else None)
+    latencies = loop.latencies_ms
     n = 0
-    valid = 0
-    last: PoseOut | None = None
     t0 = time.perf_counter()
     window_name = "poselift (q to quit)"
     try:
         import cv2
 
         for bgr, f in src:
-            engine.submit(f)
-            for p in engine.run():
-                latencies.append(pub.send_pose(p) if pub else (time.perf_counter() - p.t_recv) * 1000.0)
-                valid += p.valid
-                last = p
+            loop.submit(f)
+            loop.step()
             n += 1
             if window:
+                last = loop.last
                 fps = n / max(time.perf_counter() - t0, 1e-9)
                 kp = (denormalize_screen(last.input2d, f.width, f.height)
                       if last is not None and last.input2d is not None else np.full((17, 2), np.nan))
@@ -327,6 +320,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
                                     f"use --no-window to run headless") from None
                 if key in (ord("q"), 27):
                     break
+        loop.flush()  # a symmetric checkpoint's last poses
     except KeyboardInterrupt:
         pass
     finally:
@@ -342,6 +336,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
                 pass
     elapsed = time.perf_counter() - t0
     lat = latency_summary(latencies)
+    valid = loop.valid
     result = {"frames": n, "valid": valid, "fps": n / elapsed if elapsed > 0 else 0.0, **lat}
     print(f"{n} frames ({valid} valid poses), {result['fps']:.1f} FPS; latency capture->3D "
           f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms")
@@ -349,22 +344,63 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
 
 
 # ----------------------------------------------------------------------------- video
+def video_arrays(frames: list, engine: LiftEngine) -> dict[str, Any]:
+    """The offline ``video`` path without the detector: the frames (one stream, frame
+    numbers 0..T-1) go through the same :class:`stream.loop.PoseLoop` as the live path,
+    then the stream is flushed. Returns the arrays ``run_video`` saves (except fps and the
+    joint names): ``poses3d`` (T, 17, 3), ``keypoints2d`` (T, 17, 2) H36M pixels as
+    detected (NaN = missing), ``input2d`` (T, 17, 2) the filled model input in pixels
+    (NaN where nothing was liftable), ``frames``, ``valid``, ``warmup``, ``filled``
+    (T, 17), ``width``, ``height`` and, with a trajectory model, ``trajectory`` (T, 3)."""
+    from poselift.model.normalization import denormalize_screen
+
+    from .intake import frame_to_model_input
+
+    poses: list[PoseOut] = []
+    loop = PoseLoop(engine, collect(poses))
+    raw = []
+    for f in frames:
+        raw.append(denormalize_screen(frame_to_model_input(f, engine.policy.min_confidence), f.width, f.height))
+        loop.submit(f)
+        loop.step()
+    loop.flush()
+    n = len(raw)
+    ordered = _order(poses, n)
+    if any(p is None for p in ordered) or len(poses) != n:
+        raise RuntimeError(f"offline lifting gave {len(poses)} poses for {n} frames")  # a bug, not a user error
+    width, height = frames[-1].width, frames[-1].height
+    arrays: dict[str, Any] = dict(
+        poses3d=np.stack([p.joints for p in ordered]).astype(np.float32),
+        keypoints2d=np.stack(raw).astype(np.float32),
+        input2d=np.stack([denormalize_screen(p.input2d, width, height) if p.input2d is not None
+                          else np.full((17, 2), np.nan) for p in ordered]).astype(np.float32),
+        frames=np.arange(n), valid=np.array([p.valid for p in ordered]),
+        warmup=np.array([p.warmup for p in ordered]),
+        filled=np.stack([np.isin(np.arange(17), p.filled) for p in ordered]),
+        width=np.int64(width), height=np.int64(height))
+    if engine.traj is not None:
+        arrays["trajectory"] = np.stack([p.root if p.root is not None else np.full(3, np.nan)
+                                         for p in ordered]).astype(np.float32)
+    return arrays
+
+
 def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = None, model: str = "causal",
               checkpoint: str | Path | None = None, device: str = "auto", max_frames: int | None = None,
-              policy: GapPolicy | None = None, precision: str = "fp32") -> dict[str, Any]:
-    """Offline lifting of a whole video: MediaPipe on every frame, gap filling, then the
-    whole-sequence model (``lift_sequence``). Writes ``out`` (npz) with ``poses3d``
-    (T, 17, 3) metres, ``keypoints2d`` (T, 17, 2) H36M pixels as detected (NaN = missing),
-    ``frames`` (T,) frame indices, plus ``valid``, ``filled``, ``fps``, ``width``, ``height``,
-    ``joint_names`` and, with a trajectory model, ``trajectory`` (T, 3) metres."""
-    import torch
-
-    from poselift.model import lift_sequence, resolve_device
-    from poselift.model.normalization import denormalize_screen
+              policy: GapPolicy | None = None, precision: str = "fp32", threads: int | None = 1,
+              verbose: bool = False) -> dict[str, Any]:
+    """Offline lifting of a whole video: MediaPipe on every frame, then the same intake
+    (layout, normalisation, gap filling) and lifting loop as ``webcam``/``serve``, with the
+    stream flushed at the end, so every frame gets the pose and validity flag the live path
+    would give it (a symmetric ``--model full`` sees its look-ahead for every frame but the
+    last ones, which the flush completes as ``lift_sequence`` does). Writes ``out`` (npz)
+    with ``poses3d`` (T, 17, 3) metres, ``keypoints2d`` (T, 17, 2) H36M pixels as detected
+    (NaN = missing), ``frames`` (T,) frame indices, plus ``valid``, ``warmup``, ``filled``,
+    ``fps``, ``width``, ``height``, ``joint_names`` and, with a trajectory model,
+    ``trajectory`` (T, 3) metres. Frames with nothing liftable (no person yet, or after a
+    reset) have ``valid`` false and zero joints, as live. ``threads``: torch CPU threads.
+    ``verbose``: keep MediaPipe's native log lines (silenced by default)."""
     from poselift.model.skeleton import H36M_JOINT_NAMES
 
-    from .engine import frame_to_model_input
-    from .gapfill import GapFiller
     from .sources import VideoSource
 
     if model not in ("causal", "full"):
@@ -372,53 +408,32 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
     if Path(out).suffix != ".npz":
         raise UserError(f"--out must be an .npz file, got {out}")
     ckpt = load_model(checkpoint, model)
-    policy = policy or GapPolicy()
+    engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, policy=policy, threads=threads)
     try:
-        dev = resolve_device(device)
-        src = VideoSource(str(path), stream="video", max_frames=max_frames)
+        src = VideoSource(str(path), stream="video", max_frames=max_frames, verbose=verbose)
     except (FileNotFoundError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
-    filler = GapFiller(policy)
-    raw, xs, valid, filled = [], [], [], []
     try:
-        for _, f in src:
-            x = frame_to_model_input(f, policy.min_confidence)
-            raw.append(denormalize_screen(x, f.width, f.height))
-            r = filler.process(x, f.frame)
-            xs.append(r.x)
-            valid.append(r.valid)
-            mask = np.zeros(17, bool)
-            mask[r.filled] = True
-            filled.append(mask)
-            width, height = f.width, f.height
+        frames = [f for _, f in src]
     finally:
         src.close()
-    if not xs:
+    if not frames:
         raise UserError(f"{path}: no frames could be read")
-    good = [i for i, x in enumerate(xs) if x is not None]
-    if not good:
-        raise UserError(f"{path}: no person was detected in any of its {len(xs)} frames")
-    for i, x in enumerate(xs):  # frames with nothing liftable take the nearest liftable frame
-        if x is None:
-            xs[i] = xs[min(good, key=lambda g: abs(g - i))]
-    x = torch.from_numpy(np.stack(xs).astype(np.float32))[None]
-    poses = lift_sequence(ckpt.model, x, device=dev, precision=precision)[0].cpu().numpy()
-    arrays: dict[str, Any] = dict(poses3d=poses.astype(np.float32), keypoints2d=np.stack(raw).astype(np.float32),
-                                  frames=np.arange(len(xs)), valid=np.array(valid), filled=np.stack(filled),
-                                  fps=np.float64(src.fps), width=np.int64(width), height=np.int64(height),
-                                  joint_names=np.array(H36M_JOINT_NAMES))
-    if ckpt.trajectory_model is not None:
-        arrays["trajectory"] = lift_sequence(ckpt.trajectory_model, x, device=dev, precision=precision)[0, :, 0].cpu().numpy()
+    arrays = video_arrays(frames, engine)
+    if np.isnan(arrays["input2d"]).all():  # no frame had anything to lift
+        raise UserError(f"{path}: no person was detected in any of its {len(frames)} frames")
+    input2d = arrays.pop("input2d")
+    arrays.update(fps=np.float64(src.fps), joint_names=np.array(H36M_JOINT_NAMES))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **arrays)
-    print(f"{len(xs)} frames ({sum(valid)} valid) lifted with {Path(ckpt.path).name} -> {out}")
-    result: dict[str, Any] = {"frames": len(xs), "valid": int(sum(valid)), "out": str(out)}
+    n, n_valid = len(frames), int(arrays["valid"].sum())
+    print(f"{n} frames ({n_valid} valid) lifted with {Path(ckpt.path).name} -> {out}")
+    result: dict[str, Any] = {"frames": n, "valid": n_valid, "out": str(out)}
     if render:
         from .render import render_animation
 
-        kp_filled = denormalize_screen(np.stack(xs), width, height)
-        written = render_animation(render, kp_filled, poses, width=width, height=height, fps=src.fps,
-                                   title=Path(path).name)
+        written = render_animation(render, input2d, arrays["poses3d"], width=int(arrays["width"]),
+                                   height=int(arrays["height"]), fps=src.fps, title=Path(path).name)
         result["render"] = str(written)
         print(f"animation: {written}")
     return result
@@ -493,7 +508,7 @@ def run_listen(addr: str = "tcp://127.0.0.1:5556", *, lossless: bool = False, st
 # ---------------------------------------------------------------------------- keygen
 def run_keygen(folder: str, *, stem: str = "poselift") -> dict[str, str]:
     """Write a CURVE key pair (``NAME.key`` public, ``NAME.key_secret`` private)."""
-    from .service import generate_keys
+    from .transport import generate_keys
 
     try:
         public, secret = generate_keys(folder, stem)

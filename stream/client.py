@@ -6,12 +6,13 @@ They *connect* (the server binds). ``lossless=True`` picks PUSH/PULL, else PUB/S
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Iterator
 
 import zmq
 
-from .protocol import POSE_TOPIC_PREFIX, STATUS_TOPIC, decode_message, encode_input
-from .service import curve_client, normalize_address
+from .protocol import POSE_TOPIC_PREFIX, STATUS_TOPIC, decode_message, encode_end, encode_input
+from .transport import curve_client, normalize_address
 
 
 class KeypointSender:
@@ -35,6 +36,12 @@ class KeypointSender:
         """``kp`` (J, 2) or (J, 3) pixels (NaN rows are sent as absent joints)."""
         self.sock.send(encode_input(stream, frame, kp, width=width, height=height, layout=layout, t=t))
 
+    def end(self, stream: str) -> None:
+        """End ``stream``: the server flushes its pending poses (a symmetric model's last
+        frames), frees its slot and answers with a status message whose event is ``end``.
+        Frame numbers may start again from 0 afterwards."""
+        self.sock.send(encode_end(stream))
+
     def send_raw(self, data: bytes) -> None:
         self.sock.send(data)
 
@@ -50,7 +57,8 @@ class PoseReceiver:
 
     From the per-stream ``seq`` numbers it counts :attr:`dropped` (poses the publisher sent
     that never arrived: PUB drops for a slow consumer; with ``latest_only`` also the ones
-    skipped on purpose) and :attr:`publisher_restarts` (``seq`` went back).
+    skipped on purpose; per stream in :attr:`dropped_by_stream`) and
+    :attr:`publisher_restarts` (``seq`` went back).
     """
 
     def __init__(self, addr: str, *, lossless: bool = False, streams: list[str] | None = None,
@@ -65,6 +73,7 @@ class PoseReceiver:
         self.streams = set(streams) if streams else None
         self.status = status
         self.dropped = 0
+        self.dropped_by_stream: Counter[str] = Counter()
         self.publisher_restarts = 0
         self._last_seq: dict[str, int] = {}
         if not lossless:
@@ -102,6 +111,7 @@ class PoseReceiver:
         if last is not None:
             if seq > last + 1:
                 self.dropped += seq - last - 1
+                self.dropped_by_stream[stream] += seq - last - 1
             elif seq <= last:
                 self.publisher_restarts += 1
         self._last_seq[stream] = seq

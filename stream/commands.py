@@ -30,6 +30,11 @@ def _allow_remote_option(p: argparse.ArgumentParser) -> None:
                         "authenticated nor encrypted, see docs/protocol.md, Security")
 
 
+def _verbose_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true",
+                   help="show MediaPipe's and TFLite's own log lines (W0000 ... warnings; silenced by default)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo", help="replay the bundled 2D clip through the causal model, publish and render it",
@@ -73,11 +78,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--stream", default="cam0", help="stream id used in the published messages (default cam0)")
     _allow_remote_option(p)
+    _verbose_option(p)
     _model_options(p)
     p.set_defaults(func=lambda a: _call("run_webcam",
         camera=a.camera, video=a.video, checkpoint=a.checkpoint, publish=a.publish, window=not a.no_window,
         device=a.device, precision=a.precision, max_frames=a.frames, stream=a.stream, threads=a.threads,
-        allow_remote=a.allow_remote))
+        allow_remote=a.allow_remote, verbose=a.verbose))
 
     p = subparsers.add_parser(
         "serve", help="turn a ZeroMQ 2D keypoint feed into 3D poses",
@@ -112,8 +118,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "video", help="lift a whole video offline to an npz (and optionally render it)",
-        description="Detect 2D keypoints in every frame with MediaPipe, fill gaps, lift the whole sequence "
-                    "offline and save poses3d (T,17,3) metres, keypoints2d (T,17,2) pixels and frames.",
+        description="Detect 2D keypoints in every frame with MediaPipe, then lift them through the same gap "
+                    "filling and lifting loop as webcam/serve (flushed at the end, so a symmetric model "
+                    "completes every frame) and save poses3d (T,17,3) metres, keypoints2d (T,17,2) pixels, "
+                    "frames and valid flags.",
         epilog="example:\n  poselift video clip.mp4 --out clip_3d.npz --render clip_3d.mp4 --model full",
         formatter_class=_FMT)
     p.add_argument("file", help="video file")
@@ -122,10 +130,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=("causal", "full"), default="causal",
                    help="shipped model to use when --checkpoint is not given (default causal)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="only the first N frames")
+    _verbose_option(p)
     _model_options(p)
     p.set_defaults(func=lambda a: _call("run_video",
         a.file, out=a.out, render=a.render, model=a.model, checkpoint=a.checkpoint, device=a.device,
-        max_frames=a.frames, precision=a.precision))
+        max_frames=a.frames, precision=a.precision, threads=a.threads, verbose=a.verbose))
 
     p = subparsers.add_parser(
         "listen", help="example consumer: print the 3D poses a publisher sends",

@@ -1,13 +1,14 @@
 """The lifting loop without any I/O: frames in, 3D poses out, batched over streams.
 
 ``LiftEngine`` keeps one :class:`model.StreamingLifter` slot and one
-:class:`stream.gapfill.GapFiller` per stream id. :meth:`LiftEngine.submit` queues a
-validated :class:`stream.protocol.Frame2D`; :meth:`LiftEngine.run` steps every stream that
+:class:`stream.intake.Intake` (layout, normalisation, gap filling) per stream id.
+:meth:`LiftEngine.submit` queues a validated :class:`stream.protocol.Frame2D`; :meth:`LiftEngine.run` steps every stream that
 has a frame waiting in one batched ``StreamingLifter.step`` per round, until all queues
 are empty, and returns the poses in per-stream frame order.
 
 Every submitted frame yields exactly one :class:`PoseOut` (with a symmetric model some
-come out later, when the future frames they need arrive or the stream is flushed).
+come out later, when the future frames they need arrive or the stream is flushed or
+ended). :class:`stream.loop.PoseLoop` wraps the engine with the publishing side.
 """
 
 from __future__ import annotations
@@ -17,30 +18,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from poselift.model import StreamingLifter
-from poselift.model.normalization import normalize_screen
-from poselift.model.skeleton import get_layout
 
-from .gapfill import NUM_JOINTS, GapFiller, GapPolicy
+from .gapfill import NUM_JOINTS, GapPolicy
+from .intake import Empty, Intake, Meta, Reset, Step, frame_to_model_input  # noqa: F401  (re-exported)
 from .protocol import Frame2D, ProtocolError
 
 PRECISIONS = ("fp32", "bf16", "int8")
-
-
-def frame_to_model_input(frame: Frame2D, min_confidence: float) -> np.ndarray:
-    """Frame2D (own layout, pixels) -> (17, 2) H36M normalised screen coords, NaN = missing.
-
-    Joints whose confidence is below ``min_confidence`` count as missing; NaN in a source
-    joint only affects the H36M joints built from it.
-    """
-    kp = np.array(frame.kp, dtype=np.float64)
-    if frame.conf is not None:
-        kp[np.asarray(frame.conf) < min_confidence] = np.nan
-    return normalize_screen(get_layout(frame.layout).to_h36m(kp), frame.width, frame.height)
 
 
 @dataclass
@@ -60,11 +49,14 @@ class PoseOut:
     gap: int = 0
     root: np.ndarray | None = None
     input2d: np.ndarray | None = None  # (17, 2) normalised model input (filled), for rendering
+    # Filled by post-processing stages (stream.loop.PoseLoop ``stages``), e.g. motion outputs;
+    # PosePublisher does not send them (yet).
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Event:
-    """Something a status message reports: ``kind`` is "reset" or "rejected"."""
+    """Something a status message reports: ``kind`` is "reset", "rejected" or "end"."""
 
     kind: str
     stream: str | None
@@ -73,25 +65,12 @@ class Event:
 
 
 @dataclass
-class _Meta:
-    stream: str
-    frame: int
-    t: float
-    t_recv: float
-    valid: bool
-    filled: list[int]
-    gap: int
-    x: np.ndarray
-
-
-@dataclass
 class _Stream:
     name: str
     slot: int
-    filler: GapFiller
-    size: tuple[int, int]
+    intake: Intake
     last_seen: float
-    queue: deque = field(default_factory=deque)  # ("reset", reason) | ("step", x, meta|None) | ("empty", meta)
+    queue: deque = field(default_factory=deque)  # intake items (Reset | Step | Empty) not yet handled
     pending: deque = field(default_factory=deque)  # metas (None = silent) awaiting a symmetric model's output
     steps: int = 0  # frames stepped since the last reset
 
@@ -138,8 +117,10 @@ class LiftEngine:
         self.evict_after_s = evict_after_s
         self.streams: dict[str, _Stream] = {}
         self._free = list(range(max_streams))
-        self._pending_out: list[PoseOut] = []  # poses produced while submitting (evictions)
+        self._pending_out: list[PoseOut] = []  # poses produced outside run() (evictions, ended streams)
         self.warmup()
+        self.events: list[Event] = []
+        self.counters: dict[str, int] = {"resets": 0, "batches": 0, "batched_rows": 0, "ended": 0}
 
     def warmup(self, rounds: int = 3) -> None:
         """Run a few throw-away steps so the first real frame does not pay for lazy
@@ -153,8 +134,6 @@ class LiftEngine:
             for _ in range(rounds):
                 lifter.step(x, [0])
             lifter.reset()
-        self.events: list[Event] = []
-        self.counters: dict[str, int] = {"resets": 0, "batches": 0, "batched_rows": 0}
 
     # ------------------------------------------------------------------ properties
     @property
@@ -183,7 +162,7 @@ class LiftEngine:
             self._pending_out.extend(self._reset(victim, "evicted"))
             del self.streams[victim.name]
             self._free.append(victim.slot)
-        s = _Stream(f.stream, self._free.pop(0), GapFiller(self.policy), (f.width, f.height), now)
+        s = _Stream(f.stream, self._free.pop(0), Intake(self.policy), now)
         self.lifter.reset([s.slot])
         if self.traj is not None:
             self.traj.reset([s.slot])
@@ -195,52 +174,65 @@ class LiftEngine:
         now = time.monotonic()
         s = self._stream_for(f, now)
         s.last_seen = now
-        if (f.width, f.height) != s.size:
-            s.queue.append(("reset", "size_change"))
-            s.filler.clear()
-            s.size = (f.width, f.height)
-        x = frame_to_model_input(f, self.policy.min_confidence)
-        r = s.filler.process(x, f.frame)
-        if r.reset is not None:
-            s.queue.append(("reset", r.reset))
-        meta = _Meta(f.stream, f.frame, f.t, f.t_recv or time.perf_counter(), r.valid, r.filled, r.gap,
-                     None if r.x is None else r.x.copy())
-        for silent in r.silent:
-            s.queue.append(("step", silent, None))
-        s.queue.append(("empty", meta) if r.x is None else ("step", r.x, meta))
+        s.queue.extend(s.intake.process(f))
+
+    def reject(self, reason: str, detail: str, stream: str | None = None) -> None:
+        """Record an input message refused before it reached a stream (reported as status)."""
+        self.events.append(Event("rejected", stream, reason, detail))
+
+    def end(self, stream: str) -> None:
+        """End one stream (the protocol's ``end`` message): lift what it has queued, keep its
+        pending poses (a symmetric model's last (RF-1)/2) for the next :meth:`run`, free its
+        slot and record an ``end`` event. Other streams' queued frames are stepped too (as
+        the next run would), which changes nothing but the batching."""
+        if stream not in self.streams:
+            self.events.append(Event("end", stream, "unknown_stream",
+                                     "no such stream (never seen, already ended, or evicted): nothing to flush"))
+            return
+        out = self.run()
+        tail = self._close(stream)
+        self._pending_out.extend(out + tail)
+        self.counters["ended"] += 1
+        self.events.append(Event("end", stream, "ended",
+                                 f"stream ended: {len(tail)} pending pose(s) flushed, slot freed"))
 
     # ----------------------------------------------------------------------- run
-    def run(self, emit: Callable[[PoseOut], None] | None = None) -> list[PoseOut]:
+    def run(self, emit: Callable[[PoseOut], None] | None = None, *,
+            emit_batch: Callable[[list[PoseOut]], None] | None = None) -> list[PoseOut]:
         """Step all queued frames, batching streams round by round; return finished poses.
 
-        With ``emit``, each pose is handed to it as soon as its round is done (so the
-        first frames of a backlog are published without waiting for the last) and the
-        returned list is empty.
+        With ``emit`` (each pose) or ``emit_batch`` (the list of one round's poses), poses
+        are handed over as soon as their round is done (so the first frames of a backlog
+        are published without waiting for the last) and the returned list is empty.
         """
+        def hand_over(poses: list[PoseOut]) -> list[PoseOut]:
+            if emit_batch is not None and poses:
+                emit_batch(poses)
+            elif emit is not None:
+                for p in poses:
+                    emit(p)
+            else:
+                return poses
+            return []
+
         out: list[PoseOut] = self._pending_out
         self._pending_out = []
         while True:
-            if emit is not None:
-                for p in out:
-                    emit(p)
-                out = []
-            batch: list[tuple[_Stream, np.ndarray, _Meta | None]] = []
+            out = hand_over(out)
+            batch: list[tuple[_Stream, np.ndarray, Meta | None]] = []
             for s in self.streams.values():
-                while s.queue and s.queue[0][0] != "step":
+                while s.queue and not isinstance(s.queue[0], Step):
                     item = s.queue.popleft()
-                    if item[0] == "reset":
-                        out.extend(self._reset(s, item[1]))
-                    else:  # nothing liftable: published at once, invalid
-                        out.append(self._pose(item[1], np.zeros((NUM_JOINTS, 3), np.float32), None, False, warmup=True))
+                    if isinstance(item, Reset):
+                        out.extend(self._reset(s, item.reason))
+                    else:  # Empty: nothing liftable, published at once, invalid
+                        out.append(self._pose(item.meta, np.zeros((NUM_JOINTS, 3), np.float32), None, False,
+                                              warmup=True))
                 if s.queue:
-                    _, x, meta = s.queue.popleft()
-                    batch.append((s, x, meta))
+                    step = s.queue.popleft()
+                    batch.append((s, step.x, step.meta))
             if not batch:
-                if emit is not None:
-                    for p in out:
-                        emit(p)
-                    return []
-                return out
+                return hand_over(out)
             slots = [s.slot for s, _, _ in batch]
             # Every slot in order: pass None, which lets the lifter use its whole-batch fast
             # path (a CUDA graph on GPUs); the demo and webcam always have this case.
@@ -266,10 +258,10 @@ class LiftEngine:
             try:
                 self.submit(f)
             except ProtocolError as exc:
-                self.events.append(Event("rejected", f.stream, exc.reason, exc.detail))
+                self.reject(exc.reason, exc.detail, f.stream)
         return self.run()
 
-    def _pose(self, m: _Meta, joints: np.ndarray, root: np.ndarray | None, valid: bool, warmup: bool) -> PoseOut:
+    def _pose(self, m: Meta, joints: np.ndarray, root: np.ndarray | None, valid: bool, warmup: bool) -> PoseOut:
         if not np.isfinite(joints).all() or (root is not None and not np.isfinite(root).all()):
             valid = False  # never publish NaN/inf as a valid pose (e.g. overflow in reduced precision)
         return PoseOut(m.stream, m.frame, m.t, m.t_recv, np.asarray(joints, np.float32), bool(valid), bool(warmup),
@@ -291,7 +283,7 @@ class LiftEngine:
         self.lifter.reset([s.slot])
         if self.traj is not None:
             self.traj.reset([s.slot])
-        if reason not in ("flush",):
+        if reason != "flush":
             self.counters["resets"] += 1
             self.events.append(Event("reset", s.name, reason, _RESET_DETAIL.get(reason, reason)))
         return out
@@ -299,13 +291,17 @@ class LiftEngine:
     def flush(self, stream: str | None = None) -> list[PoseOut]:
         """End one stream (or all): run queued frames, emit pending poses, free the slots."""
         out = self.run()
-        names = list(self.streams) if stream is None else [stream]
-        for name in names:
-            s = self.streams.pop(name, None)
-            if s is None:
-                continue
-            out.extend(self._reset(s, "flush"))
-            self._free.append(s.slot)
+        for name in list(self.streams) if stream is None else [stream]:
+            out.extend(self._close(name))
+        return out
+
+    def _close(self, name: str) -> list[PoseOut]:
+        """Forget a stream whose queue is empty: its pending poses, and its slot freed."""
+        s = self.streams.pop(name, None)
+        if s is None:
+            return []
+        out = self._reset(s, "flush")
+        self._free.append(s.slot)
         return out
 
     def take_events(self) -> list[Event]:

@@ -30,6 +30,8 @@ MAX_IMAGE_SIDE = 65536
 # the model's float32 input and was published as NaN joints with valid = true.
 MAX_COORD_PX = 1e6
 
+END_TYPE = "end"  # `type` of the input message that ends a stream
+
 POSE_TOPIC_PREFIX = "pose3d."
 STATUS_TOPIC = "status"
 
@@ -79,6 +81,16 @@ class Frame2D:
     t_recv: float = 0.0  # time.perf_counter() when received (for latency), not on the wire
 
 
+@dataclass
+class EndOfStream:
+    """A validated ``{"v": 1, "type": "end", "stream": ID}`` input message: the sender is
+    done with ``stream`` (flush its pending poses, free its slot, answer with a status
+    message whose event is ``end``)."""
+
+    stream: str
+    t_recv: float = 0.0
+
+
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -87,22 +99,31 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def validate_input(msg: Any) -> Frame2D:
-    """Check a decoded message against the v1 input schema; raise ProtocolError if not."""
+def _check_stream(stream: Any) -> str:
+    if not isinstance(stream, str) or not stream or len(stream) > MAX_STREAM_NAME:
+        raise ProtocolError("bad_type", f"'stream' must be a non-empty string of at most {MAX_STREAM_NAME} characters")
+    if not stream.isprintable() or " " in stream:
+        raise ProtocolError("bad_type", "'stream' must be printable and contain no spaces")
+    return stream
+
+
+def validate_input(msg: Any) -> Frame2D | EndOfStream:
+    """Check a decoded message against the v1 input schema (a 2D frame, or an ``end``
+    message when ``type`` is "end"); raise ProtocolError if not."""
     if not isinstance(msg, dict):
         raise ProtocolError("not_a_map", f"message is a msgpack {type(msg).__name__}, not a map")
     if "v" not in msg:
         raise ProtocolError("bad_version", "field 'v' (protocol version, 1) is missing")
     if msg["v"] != VERSION or not _is_int(msg["v"]):
         raise ProtocolError("bad_version", f"protocol version {msg['v']!r} is not supported (this server speaks {VERSION})")
+    if msg.get("type") == END_TYPE:
+        if "stream" not in msg:
+            raise ProtocolError("missing_field", "missing field(s): stream")
+        return EndOfStream(_check_stream(msg["stream"]))
     missing = [f for f in REQUIRED_FIELDS if f not in msg]
     if missing:
         raise ProtocolError("missing_field", f"missing field(s): {', '.join(missing)}")
-    stream = msg["stream"]
-    if not isinstance(stream, str) or not stream or len(stream) > MAX_STREAM_NAME:
-        raise ProtocolError("bad_type", f"'stream' must be a non-empty string of at most {MAX_STREAM_NAME} characters")
-    if not stream.isprintable() or " " in stream:
-        raise ProtocolError("bad_type", "'stream' must be printable and contain no spaces")
+    stream = _check_stream(msg["stream"])
     frame = msg["frame"]
     if not _is_int(frame) or frame < 0:
         raise ProtocolError("bad_type", f"'frame' must be a non-negative integer, got {frame!r}")
@@ -150,8 +171,8 @@ def validate_input(msg: Any) -> Frame2D:
                    conf if has_conf else None)
 
 
-def decode_input(data: bytes) -> Frame2D:
-    """Bytes of one v1 input message -> Frame2D; raise ProtocolError with the reason."""
+def decode_input(data: bytes) -> Frame2D | EndOfStream:
+    """Bytes of one v1 input message -> Frame2D (or EndOfStream); raise ProtocolError with the reason."""
     if len(data) > MAX_MESSAGE_BYTES:
         raise ProtocolError("oversized", f"message is {len(data)} bytes, the limit is {MAX_MESSAGE_BYTES}")
     try:
@@ -173,6 +194,11 @@ def encode_input(stream: str, frame: int, kp: Any, *, width: int, height: int,
         "t": time.time() if t is None else float(t),
         "layout": layout, "width": int(width), "height": int(height), "kp": rows,
     }, use_bin_type=True)
+
+
+def encode_end(stream: str) -> bytes:
+    """The v1 input message that ends ``stream`` (see docs/protocol.md, End of stream)."""
+    return msgpack.packb({"v": VERSION, "type": END_TYPE, "stream": stream}, use_bin_type=True)
 
 
 def pose_topic(stream: str) -> str:
@@ -209,7 +235,7 @@ def encode_pose(*, stream: str, frame: int, t: float, joints: np.ndarray, valid:
 
 def encode_status(event: str, counters: dict[str, Any], *, stream: str | None = None,
                   reason: str | None = None, detail: str | None = None) -> bytes:
-    """A status message: ``event`` is "counters", "rejected", "reset" or "error"."""
+    """A status message: ``event`` is "counters", "rejected", "reset", "end" or "error"."""
     msg = {"v": VERSION, "type": "status", "event": event, "t_out": time.time(),
            "stream": stream, "reason": reason, "detail": detail, "counters": counters}
     return msgpack.packb(msg, use_bin_type=True)

@@ -16,7 +16,6 @@ Both addresses are *bound* by the server (senders and consumers connect) and def
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 import threading
@@ -29,8 +28,10 @@ from typing import Any
 import zmq
 
 from .engine import Event, LiftEngine, PoseOut
+from .loop import LATENCY_WINDOW, PoseLoop, Stage  # noqa: F401  (LATENCY_WINDOW re-exported)
 from .protocol import (
     STATUS_TOPIC,
+    Frame2D,
     ProtocolError,
     decode_input,
     encode_pose,
@@ -38,111 +39,25 @@ from .protocol import (
     pose_topic,
 )
 
-from . import DEFAULT_INPUT, DEFAULT_PUBLISH  # noqa: F401  (re-exported)
+from .transport import (  # noqa: F401  (re-exported: older code imports them from here)
+    DEFAULT_INPUT,
+    DEFAULT_PUBLISH,
+    MAXMSGSIZE,
+    bind,
+    curve_client,
+    curve_server,
+    generate_keys,
+    is_loopback,
+    normalize_address,
+)
 
 PUB_SNDHWM = 1000    # ~30 s of one 30 fps stream buffered per slow subscriber, then drop
 PUSH_SNDHWM = 1000   # lossless: queue this many, then block (backpressure), never drop
 RCVHWM = 10000       # input queue: absorb bursts from many senders
 PUB_LINGER_MS = 1000   # on close, give queued poses a second to leave, never hang
 PUSH_LINGER_MS = 10000  # lossless: wait longer for the consumer to take the tail
-MAXMSGSIZE = 1 << 20  # hard cap in libzmq (peer disconnected); 64 KiB..1 MiB is counted "oversized"
-LATENCY_WINDOW = 100_000  # latencies kept for the summary printed when serve stops
 MAX_SEQ_STREAMS = 4096  # stream ids whose `seq` counter is remembered (memory bound)
 MAX_DRAIN = 512       # input messages read per loop iteration before stepping the model
-
-
-def normalize_address(addr: str | int, default_host: str = "127.0.0.1") -> str:
-    """``5555`` or ``"5555"`` -> ``tcp://127.0.0.1:5555``; ``host:port`` -> ``tcp://host:port``;
-    full ZeroMQ endpoints (``tcp://``, ``ipc://``, ``inproc://``) are kept as given."""
-    a = str(addr).strip()
-    if "://" in a:
-        return a
-    if a.isdigit() or a == "*":
-        return f"tcp://{default_host}:{a}"
-    if ":" in a:
-        return f"tcp://{a}"
-    raise ValueError(f"not a ZeroMQ address: {addr!r} (expected e.g. tcp://127.0.0.1:5556 or 5556)")
-
-
-def is_loopback(endpoint: str) -> bool:
-    """True when binding ``endpoint`` exposes nothing beyond this machine: ``ipc://``,
-    ``inproc://``, or ``tcp://`` on a loopback address (127.0.0.0/8, ::1, localhost)."""
-    scheme, _, rest = endpoint.partition("://")
-    if scheme in ("ipc", "inproc"):
-        return True
-    if scheme != "tcp":
-        return False
-    host = rest.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # "*", an interface name, a host name: may be reachable from outside
-        return False
-
-
-def bind(sock: zmq.Socket, addr: str, *, allow_remote: bool = False) -> str:
-    """Bind and return the resolved endpoint (a ``*`` port becomes the chosen port).
-
-    A non-loopback address raises ValueError unless ``allow_remote``: the protocol has no
-    authentication or encryption (docs/protocol.md, Security)."""
-    addr = normalize_address(addr)
-    if not allow_remote and not is_loopback(addr):
-        raise ValueError(f"refusing to bind {addr}: not a loopback address, and poselift traffic is neither "
-                         f"authenticated nor encrypted; pass --allow-remote to expose it beyond this machine "
-                         f"(see docs/protocol.md, Security)")
-    try:
-        sock.bind(addr)
-    except zmq.ZMQError as exc:
-        raise OSError(f"cannot bind {addr}: {exc.strerror} (is another poselift running? "
-                      f"use another port, or tcp://127.0.0.1:* for a free one)") from None
-    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
-
-
-# ------------------------------------------------------------------ CURVE (optional)
-def generate_keys(folder: str, name: str) -> tuple[str, str]:
-    """Write a CURVE key pair (ZeroMQ certificate files): ``NAME.key`` (public, give it to
-    peers) and ``NAME.key_secret`` (keep it private). Returns both paths."""
-    import zmq.auth
-
-    os.makedirs(folder, exist_ok=True)
-    public, secret = zmq.auth.create_certificates(folder, name)
-    os.chmod(secret, 0o600)
-    return public, secret
-
-
-def _load_key(path: str, *, secret: bool) -> tuple[bytes, bytes | None]:
-    import zmq.auth
-
-    try:
-        public, secret_key = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a CURVE key file ({exc}); make one with 'poselift keygen'") from None
-    if secret and secret_key is None:
-        raise ValueError(f"{path}: holds only a public key; give the NAME.key_secret file")
-    return public, secret_key
-
-
-def curve_server(sock: zmq.Socket, secret_key_file: str) -> None:
-    """Make ``sock`` a CURVE server: traffic is encrypted and peers must know its public key."""
-    public, secret = _load_key(secret_key_file, secret=True)
-    sock.curve_secretkey = secret
-    sock.curve_publickey = public
-    sock.curve_server = True
-
-
-def curve_client(sock: zmq.Socket, server_key_file: str, secret_key_file: str | None = None) -> None:
-    """Make ``sock`` a CURVE client of the server whose public key is in ``server_key_file``;
-    ``secret_key_file``: this client's key pair (needed when the server lists allowed clients),
-    else a throw-away pair is made."""
-    server_public, _ = _load_key(server_key_file, secret=False)
-    if secret_key_file:
-        public, secret = _load_key(secret_key_file, secret=True)
-    else:
-        public, secret = zmq.curve_keypair()
-    sock.curve_serverkey = server_public
-    sock.curve_publickey = public
-    sock.curve_secretkey = secret
 
 
 class PosePublisher:
@@ -228,11 +143,13 @@ class PoseServer:
     def __init__(self, engine: LiftEngine, input_addr: str = DEFAULT_INPUT, publish_addr: str = DEFAULT_PUBLISH,
                  *, lossless: bool = False, single_frame: bool = False, status_interval_s: float = 1.0,
                  context: zmq.Context | None = None, allow_remote: bool = False,
-                 curve_secret_key: str | None = None, curve_clients: str | None = None) -> None:
+                 curve_secret_key: str | None = None, curve_clients: str | None = None,
+                 stages: list[Stage] | tuple[Stage, ...] = ()) -> None:
         """``curve_secret_key``: the server's CURVE key pair file (``poselift keygen``):
         both sockets encrypt, and peers need the server's public key. ``curve_clients``: a
         folder of the public keys (``*.key``) of the clients allowed to connect; others are
-        refused (ZAP). Without it any peer that knows the server's public key may connect."""
+        refused (ZAP). Without it any peer that knows the server's public key may connect.
+        ``stages``: per-batch post-processing before publishing (:class:`stream.loop.PoseLoop`)."""
         self.engine = engine
         self._auth = None
         if curve_clients and not curve_secret_key:
@@ -272,9 +189,10 @@ class PoseServer:
         self.received = 0
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
+        self.loop = PoseLoop(engine, self.publisher.send_pose, stages=stages)
         # the latest poses' latencies (for the exit summary); bounded: a list grew by one
         # float per pose for as long as serve ran (about 1 GiB a day at 16 streams x 30 fps)
-        self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self.latencies_ms: deque[float] = self.loop.latencies_ms
         self._last_status = time.monotonic()
         self._stop = threading.Event()
 
@@ -287,6 +205,7 @@ class PoseServer:
             "rejected": dict(self.rejected),
             "rejected_total": sum(self.rejected.values()),
             "resets": self.engine.counters["resets"],
+            "ended": self.engine.counters["ended"],
             "undelivered": self.publisher.undelivered,
             "streams": len(self.engine.streams),
         }
@@ -313,17 +232,17 @@ class PoseServer:
                 self.received += 1
                 t_recv = time.perf_counter()
                 try:
-                    f = decode_input(parts[-1])
-                    f.t_recv = t_recv
-                    self.engine.submit(f)
-                    self.accepted += 1
+                    item = decode_input(parts[-1])
+                    item.t_recv = t_recv
+                    if self.loop.submit(item) and isinstance(item, Frame2D):
+                        self.accepted += 1
                 except ProtocolError as exc:
-                    self.engine.events.append(Event("rejected", None, exc.reason, exc.detail))
+                    self.engine.reject(exc.reason, exc.detail)
                 except Exception as exc:  # never let one message take the server down
                     traceback.print_exc(file=sys.stderr)
-                    self.engine.events.append(Event("rejected", None, "internal_error", f"{type(exc).__name__}: {exc}"))
+                    self.engine.reject("internal_error", f"{type(exc).__name__}: {exc}")
         if n:
-            self.engine.run(emit=lambda p: self.latencies_ms.append(self.publisher.send_pose(p)))
+            self.loop.step()
             self._report(self.engine.take_events())
         now = time.monotonic()
         if self.status_interval_s and now - self._last_status >= self.status_interval_s:
@@ -338,8 +257,7 @@ class PoseServer:
             self.poll_once(50)
             if max_frames is not None and self.publisher.published >= max_frames:
                 break
-        for p in self.engine.flush():  # symmetric models: the poses still pending
-            self.latencies_ms.append(self.publisher.send_pose(p))
+        self.loop.flush()  # symmetric models: the poses still pending
         self.publisher.send_status("counters", self.counters())
         return self.counters()
 

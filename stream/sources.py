@@ -7,8 +7,11 @@ type the wire decoder produces, so the lifting loop does not care where frames c
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,28 +23,71 @@ DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "demo_clip.npz"
 
 
 # --------------------------------------------------------------------------- MediaPipe
+@contextmanager
+def quiet_native_stderr(enabled: bool = True) -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 to /dev/null while the block runs.
+
+    MediaPipe 0.10 and its TFLite log through C++ absl before ``absl::InitializeLog()``, so
+    neither ``GLOG_minloglevel`` nor ``TF_CPP_MIN_LOG_LEVEL`` nor Python's absl.logging
+    reaches them: every run printed ``W0000 ... inference_feedback_manager ...`` and
+    ``landmark_projection_calculator ...`` warnings. Python exceptions are unaffected (they
+    are raised, not printed, inside the block)."""
+    if not enabled:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class MediaPipeDetector:
     """2D keypoints from MediaPipe Pose (``mp.solutions.pose``, models inside the wheel).
 
     ``detect(rgb)`` returns (33, 2) pixels and (33,) visibility in [0, 1]; with no person
     found, all keypoints are NaN and all confidences 0. Only ``model_complexity=1`` is
     bundled with mediapipe 0.10.21 (0 and 2 try to download their model).
+
+    ``verbose``: keep MediaPipe's and TFLite's native log lines (silenced by default, see
+    :func:`quiet_native_stderr`).
     """
 
     def __init__(self, *, static_image_mode: bool = False, model_complexity: int = 1,
-                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> None:
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 verbose: bool = False) -> None:
+        self.verbose = verbose
+        if not verbose:  # older MediaPipe/TFLite builds honour these (set before the import)
+            os.environ.setdefault("GLOG_minloglevel", "2")
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         try:
             import mediapipe as mp
         except ImportError as exc:  # pragma: no cover - mediapipe is a hard dependency
             raise RuntimeError(f"mediapipe is needed for camera/video input: {exc}") from None
-        self._pose = mp.solutions.pose.Pose(
-            static_image_mode=static_image_mode, model_complexity=model_complexity,
-            smooth_landmarks=not static_image_mode, enable_segmentation=False,
-            min_detection_confidence=min_detection_confidence, min_tracking_confidence=min_tracking_confidence)
+        with quiet_native_stderr(not verbose):
+            self._pose = mp.solutions.pose.Pose(
+                static_image_mode=static_image_mode, model_complexity=model_complexity,
+                smooth_landmarks=not static_image_mode, enable_segmentation=False,
+                min_detection_confidence=min_detection_confidence, min_tracking_confidence=min_tracking_confidence)
+            if not verbose:
+                # The graph opens its calculators (and logs) on its own threads after Pose()
+                # returns; one blank frame waits for that inside the quiet block. Nobody is
+                # found in it, so no tracking or smoothing state is left behind.
+                self._pose.process(np.zeros((64, 64, 3), np.uint8))
 
     def detect(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = rgb.shape[:2]
-        result = self._pose.process(np.ascontiguousarray(rgb))
+        with quiet_native_stderr(not self.verbose):
+            result = self._pose.process(np.ascontiguousarray(rgb))
         if result.pose_landmarks is None:
             return np.full((33, 2), np.nan), np.zeros(33)
         lm = result.pose_landmarks.landmark
@@ -50,7 +96,8 @@ class MediaPipeDetector:
         return kp, np.clip(conf, 0.0, 1.0)
 
     def close(self) -> None:
-        self._pose.close()
+        with quiet_native_stderr(not self.verbose):
+            self._pose.close()
 
     def __enter__(self) -> "MediaPipeDetector":
         return self
@@ -69,7 +116,7 @@ class VideoSource:
     """
 
     def __init__(self, source: int | str, *, stream: str = "cam0", detector: MediaPipeDetector | None = None,
-                 max_frames: int | None = None) -> None:
+                 max_frames: int | None = None, verbose: bool = False) -> None:
         import cv2
 
         self.is_file = not isinstance(source, int)
@@ -82,7 +129,7 @@ class VideoSource:
         fps = self.cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 30.0
         self.stream = stream
-        self.detector = detector or MediaPipeDetector()
+        self.detector = detector or MediaPipeDetector(verbose=verbose)
         self.max_frames = max_frames
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, Frame2D]]:

@@ -207,7 +207,7 @@ def fuzz_message(rng: np.random.Generator, streams: tuple[str, ...] = ("fz0", "f
             m.pop(str(k))
         data = msgpack.packb(m, use_bin_type=True)
     elif cat == "huge_array":
-        n = pick(rng, [1_000, 5_000, 20_000, 50_000])  # < 1 MiB (MAXMSGSIZE)
+        n = pick(rng, [1_000, 5_000, 20_000, 50_000])  # over 3,400 pairs the message is over 64 KiB (MAXMSGSIZE)
         m["kp"] = [[1.0, 2.0]] * n
         data = msgpack.packb(m, use_bin_type=True)
     elif cat == "non_finite":

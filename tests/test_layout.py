@@ -77,6 +77,14 @@ def test_stream_never_imports_train():
     assert _violations("stream", ("poselift.train", "poselift.bench", "poselift.cli")) == []
 
 
+def test_clients_do_not_import_the_server():
+    """Senders and consumers need the socket plumbing (stream/transport.py), not the server."""
+    for name in ("client.py", "transport.py", "protocol.py"):
+        imported = _imports(ROOT / "stream" / name)
+        assert not any(m == "poselift.stream.service" or m.startswith("poselift.stream.service.")
+                       for m in imported), name
+
+
 def test_nothing_imports_the_cli():
     bad = [f"{p.relative_to(ROOT)}" for p in _library_files()
            if p.name not in ("__main__.py", "cli.py") and any(m == "poselift.cli" or m.startswith("poselift.cli.")

@@ -296,7 +296,13 @@ def _wait_joined(tx, rx, stream="warm", timeout=20.0):
 def test_pub_consumer_that_stops_reading_memory_bounded_drops_counted(tmp_path):
     """Live mode, a subscriber stops reading while 40,000 poses are published: the
     server's RSS stays flat (PUB queues at most SNDHWM per subscriber, then drops for that
-    subscriber only), and the consumer counts exactly what it missed from ``seq``."""
+    subscriber), and each consumer counts exactly what it missed from ``seq``.
+
+    Only what PUB guarantees is asserted: PUB may drop for *any* subscriber that falls
+    behind, so a second consumer that keeps reading may also miss a few poses on a loaded
+    machine (it once lost frames 39,998 and 39,999); it is not required to get everything,
+    only to count what it missed and to lose less than the stalled one (queues are per
+    subscriber). The server publishes every pose it accepts (its counters)."""
     ckpt = write_checkpoint(tmp_path / "m.pt", causal=True, widths=(3,), channels=8)
     serve = ServeProcess.start(ckpt)
     ctx = zmq.Context()
@@ -309,6 +315,7 @@ def test_pub_consumer_that_stops_reading_memory_bounded_drops_counted(tmp_path):
     kp = project(synthetic_poses(1))[0]
     N = 40_000
     probe_frames: list[int] = []
+    probe_msgs: list[dict] = []
     probe_stop = threading.Event()
 
     def read_probe():
@@ -316,6 +323,7 @@ def test_pub_consumer_that_stops_reading_memory_bounded_drops_counted(tmp_path):
             m = probe.recv(100)
             if m is not None and m["stream"] == "cam0":
                 probe_frames.append(m["frame"])
+                probe_msgs.append(m)
 
     probe_thread = threading.Thread(target=read_probe, daemon=True)
     try:
@@ -336,8 +344,15 @@ def test_pub_consumer_that_stops_reading_memory_bounded_drops_counted(tmp_path):
             tx.send("cam0", f, kp, width=WIDTH, height=HEIGHT)
             if f % 200 == 199:
                 time.sleep(0.03)
-        t_end = time.monotonic() + 120  # until the server has published them all (the probe saw the last)
+        # until the server has published them all: the probe saw the last frame, or (PUB may
+        # drop the last ones for the probe too) saw nothing new for 5 s
+        t_end = time.monotonic() + 120
+        seen, t_quiet = -1, time.monotonic()
         while (not probe_frames or probe_frames[-1] < N - 1) and time.monotonic() < t_end:
+            if len(probe_frames) != seen:
+                seen, t_quiet = len(probe_frames), time.monotonic()
+            elif time.monotonic() - t_quiet > 5.0:
+                break
             time.sleep(0.1)
         rss1 = rss_kib(serve.pid)
         received = []
@@ -366,18 +381,26 @@ def test_pub_consumer_that_stops_reading_memory_bounded_drops_counted(tmp_path):
         ctx.term()
     assert code == 0, err
     counters = final_counters(out)
-    assert probe_frames[:N] == list(range(N))  # the reading consumer lost nothing: drops are per subscriber
+    assert counters["accepted"] == counters["published"]  # the server published every pose it accepted
     cam = [m for m in received if m["stream"] == "cam0"]
     assert cam and cam[-1]["frame"] == N + 2, (len(received), len(cam), cam[-1]["frame"] if cam else None, counters,
                                                rss0, rss1)
     published_cam = cam[-1]["seq"] + 1
     assert published_cam <= counters["published"]  # (the rest are the warm-up stream's)
-    assert len(cam) + rx.dropped == published_cam  # every pose either received or counted as dropped
+    # every pose either received or counted as dropped, by each consumer, per stream
+    # (poses dropped before a consumer's first one are unknown to it: counted from its first seq)
+    assert len(cam) + rx.dropped_by_stream["cam0"] == published_cam - cam[0]["seq"]
+    assert probe_msgs and probe_msgs[-1]["seq"] < published_cam
+    assert len(probe_msgs) + probe.dropped_by_stream["cam0"] == probe_msgs[-1]["seq"] + 1 - probe_msgs[0]["seq"]
+    assert [m["seq"] for m in probe_msgs] == sorted({m["seq"] for m in probe_msgs})  # in order, no duplicates
+    # drops are per subscriber: the consumer that kept reading lost (far) less than the stalled one
+    assert probe.dropped_by_stream["cam0"] < rx.dropped_by_stream["cam0"], (probe.dropped_by_stream, rx.dropped_by_stream)
     # the stall dropped: more than the queues in between hold (HWMs and the kernel's socket
     # buffers, which loopback autotunes: 10,000 to 28,000 poses were still delivered in our runs)
-    assert rx.dropped > 0, (len(cam), rx.dropped, counters)
+    assert rx.dropped_by_stream["cam0"] > 0, (len(cam), rx.dropped, counters)
     growth_mib = (rss1 - rss0) / 1024
-    print(f"\nstalled PUB consumer: {N} published, {len(cam)} received, {rx.dropped} counted dropped; "
+    print(f"\nstalled PUB consumer: {N} published, {len(cam)} received, {rx.dropped_by_stream['cam0']} counted dropped "
+          f"(reading probe: {probe.dropped_by_stream['cam0']}); "
           f"serve RSS after warm-up {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB")
     assert growth_mib < 32, growth_mib  # measured: +16 MiB, flat from 30,000 to 100,000 stalled poses
 

@@ -52,3 +52,22 @@ def test_screen_normalisation_round_trip():
     np.testing.assert_allclose(denormalize_screen(n, 1280, 720), px, atol=1e-3)
     with pytest.raises(ValueError):
         normalize_screen(px, 0, 720)
+
+
+def test_detectors_and_mocap_rigs_build_h36m_joints_alike():
+    """The H36M joint constructions (pelvis = mid-hips, head = mid-eyes, ...) are defined once:
+    the same anatomical points, named as a COCO-17 or MediaPipe-33 detection or as the CMU
+    rig used for training, give the same H36M-17 joints."""
+    from poselift.model.skeleton import H36M_SOURCE_POINTS
+    from poselift.train.bvh_mapping import CMU_POINTS, CMU_TO_H36M, to_h36m
+
+    rng = np.random.default_rng(0)
+    points = {name: rng.normal(size=3) for name in H36M_SOURCE_POINTS}
+    rig_names = [CMU_POINTS[p] for p in H36M_SOURCE_POINTS] + ["hip", "abdomen"]  # + joints no construction uses
+    rig = np.stack([points[p] for p in H36M_SOURCE_POINTS] + [rng.normal(size=3)] * 2)[None]
+    from_rig = to_h36m(rig, rig_names, CMU_TO_H36M)[0]
+    for layout in (COCO17, MEDIAPIPE33):
+        detected = np.stack([points.get(n, rng.normal(size=3)) for n in layout.joint_names])
+        np.testing.assert_allclose(layout.to_h36m(detected), from_rig, atol=1e-12)
+    np.testing.assert_allclose(from_rig[0], (points["left_hip"] + points["right_hip"]) / 2)
+    np.testing.assert_allclose(from_rig[10], (points["left_eye"] + points["right_eye"]) / 2)

@@ -117,3 +117,62 @@ def test_non_finite_model_output_is_never_valid():
     kp = np.full((17, 2), 3e38)  # passes nothing in the protocol (too far), but the engine must cope anyway
     (pose,) = eng.process([Frame2D("s", 0, 0.0, "h36m17", 640, 480, kp)])
     assert not pose.valid or np.isfinite(pose.joints).all()
+
+
+def _frames(stream, kp, start=0):
+    return [Frame2D(stream, start + t, float(t), "h36m17", WIDTH, HEIGHT, kp[t]) for t in range(len(kp))]
+
+
+def test_loop_stages_see_every_batch_before_the_sink():
+    """The one loop's post-processing hook: each round's poses (several streams batched)
+    pass every stage, in order, before the sink; a stage may mark, replace or drop poses;
+    the poses a flush releases pass the stages too."""
+    from poselift.stream.loop import PoseLoop, collect
+
+    eng = LiftEngine(random_model((3, 3), causal=False, channels=16), max_streams=2)  # 4 frames held back
+    kp = project(synthetic_poses(10))
+    batches, order = [], []
+
+    def mark(poses):
+        batches.append([(p.stream, p.frame) for p in poses])
+        for p in poses:
+            p.extras["marked"] = True
+        return poses
+
+    def drop_frame_3(poses):
+        order.append("drop")
+        assert all(p.extras.get("marked") for p in poses)  # stages run in the given order
+        return [p for p in poses if p.frame != 3]
+
+    got = []
+    loop = PoseLoop(eng, collect(got), stages=[mark, drop_frame_3])
+    for fa, fb in zip(_frames("a", kp), _frames("b", kp)):
+        loop.submit(fa)
+        loop.submit(fb)
+        loop.step()
+    loop.flush()
+    everything = sorted((s, t) for s in "ab" for t in range(10))
+    assert sorted(x for b in batches for x in b) == everything  # flushed poses included
+    assert sorted((p.stream, p.frame) for p in got) == [x for x in everything if x[1] != 3]
+    assert all(p.extras["marked"] for p in got)
+    assert any({s for s, _ in b} == {"a", "b"} for b in batches)  # one round = both streams
+    assert loop.delivered == len(got) == 18 and len(loop.latencies_ms) == 18 and loop.last is got[-1]
+
+
+def test_end_flushes_pending_poses_and_frees_the_slot():
+    model = random_model((3, 3), causal=False, channels=16)
+    eng = LiftEngine(model, max_streams=1)
+    kp = project(synthetic_poses(10))
+    for f in _frames("s", kp):
+        eng.submit(f)
+    eng.end("s")
+    eng.end("s")  # already ended: says so
+    out = eng.run()
+    assert [p.frame for p in out] == list(range(10))
+    y = lift_sequence(model, torch.from_numpy(normalize_screen(kp, WIDTH, HEIGHT))[None])[0].numpy()
+    np.testing.assert_allclose(np.array([p.joints for p in out]), y, atol=1e-5)
+    assert [(e.kind, e.stream, e.reason) for e in eng.take_events()] == [("end", "s", "ended"),
+                                                                          ("end", "s", "unknown_stream")]
+    assert eng.streams == {} and eng.counters["ended"] == 1 and eng.counters["resets"] == 0
+    eng.submit(_frames("t", kp)[0])  # max_streams=1: the slot is free again
+    assert "t" in eng.streams

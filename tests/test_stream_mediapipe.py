@@ -56,7 +56,11 @@ def test_video_command_writes_npz(tmp_path, astronaut_video):
 
     ckpt = write_checkpoint(tmp_path / "m.pt", causal=False, widths=(3, 3))
     out = tmp_path / "out.npz"
-    res = run_video(astronaut_video, out=out, checkpoint=ckpt, device="cpu", render=tmp_path / "out.gif")
+    import torch
+
+    torch.set_num_threads(1)
+    res = run_video(astronaut_video, out=out, checkpoint=ckpt, device="cpu", render=tmp_path / "out.gif", threads=2)
+    assert torch.get_num_threads() == 2  # --threads is no longer ignored by video
     with np.load(out) as z:
         assert z["poses3d"].shape == (8, 17, 3) and np.isfinite(z["poses3d"]).all()
         assert z["keypoints2d"].shape == (8, 17, 2) and z["frames"].tolist() == list(range(8))
@@ -107,3 +111,22 @@ def test_webcam_overlay_draws_2d_and_3d_panels(astronaut):
     assert view.shape == (512, 1024, 3)
     assert (view[:, 512:] != 255).any()  # the 3D panel has a skeleton on it
     assert _draw_overlay(bgr, kp, None, "").shape == (512, 1024, 3)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_mediapipe_native_log_silenced_unless_verbose(tmp_path, astronaut_video, verbose):
+    """MediaPipe/TFLite's C++ warnings (W0000 ... inference_feedback_manager, the XNNPACK
+    INFO line) no longer reach the terminal; ``--verbose`` keeps them. ``--threads`` is used."""
+    import subprocess
+    import sys
+
+    ckpt = write_checkpoint(tmp_path / "m.pt", causal=True, widths=(3,))
+    cmd = [sys.executable, "-m", "poselift", "video", str(astronaut_video), "--out", str(tmp_path / "o.npz"),
+           "--checkpoint", str(ckpt), "--device", "cpu", "--frames", "4", "--threads", "2"]
+    r = subprocess.run(cmd + (["--verbose"] if verbose else []), capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    native = [line for line in r.stderr.splitlines()
+              if line.startswith(("W0000", "I0000", "E0000", "INFO: Created TensorFlow Lite", "WARNING: All log"))]
+    assert bool(native) == verbose, r.stderr
+    assert "4 frames" in r.stdout

@@ -12,7 +12,7 @@ from poselift.model import TemporalModel, lift_sequence
 from poselift.model.normalization import normalize_screen
 from poselift.stream.client import KeypointSender, PoseReceiver
 from poselift.stream.engine import LiftEngine
-from poselift.stream.protocol import Frame2D
+from poselift.stream.protocol import MAX_MESSAGE_BYTES, Frame2D, encode_input
 from poselift.stream.service import PoseServer, normalize_address
 from tests.helpers import random_model
 from tests.stream_helpers import HEIGHT, WIDTH, ServerThread, project, synthetic_poses, offline
@@ -132,7 +132,6 @@ def test_bad_input_over_the_wire_is_counted_and_reported():
                                             "width": 640, "height": 480, "kp": [[0, 0]] * 12}),
         "non_finite": msgpack.packb({"v": 1, "stream": "s", "frame": 50, "t": 0.0, "layout": "h36m17",
                                      "width": 640, "height": 480, "kp": [[float("inf"), 0]] * 17}),
-        "oversized": msgpack.packb({"v": 1, "pad": b"x" * 100_000}),
         "bad_version": msgpack.packb({"v": 99}),
         "unknown_layout": msgpack.packb({"v": 1, "stream": "s", "frame": 50, "t": 0.0, "layout": "body25",
                                          "width": 640, "height": 480, "kp": [[0, 0]] * 25}),
@@ -164,6 +163,121 @@ def test_bad_input_over_the_wire_is_counted_and_reported():
     assert counters["rejected"] == {reason: 1 for reason in bad}
     assert counters["received"] == 22 + len(bad) and counters["accepted"] == counters["published"] == 22
     assert counters["resets"] == 1
+
+
+def _padded_frame(stream, frame, kp, size):
+    """A valid input message padded (an extra field, which v1 ignores) to exactly ``size`` bytes."""
+    base = msgpack.unpackb(encode_input(stream, frame, kp, width=WIDTH, height=HEIGHT, t=0.0))
+    pad = size - len(msgpack.packb(base | {"pad": b""}))
+    while True:
+        data = msgpack.packb(base | {"pad": b"x" * pad})
+        if len(data) == size:
+            return data
+        pad -= len(data) - size  # the bin header grew
+
+
+def test_input_cap_is_the_documented_64_kib():
+    """The socket refuses what the protocol refuses: a message of exactly 64 KiB is lifted,
+    one byte more is dropped by libzmq before it is queued (not counted: the server never
+    sees it) and the server keeps serving (the sending peer reconnects by itself)."""
+    from poselift.stream.transport import MAXMSGSIZE
+
+    assert MAXMSGSIZE == MAX_MESSAGE_BYTES == 64 * 1024
+    model = random_model((3,), causal=True, channels=16)
+    kp = project(synthetic_poses(20))
+    server, th, tx, rx = start(model)
+    big = KeypointSender(server.input_endpoint, lossless=True, linger_ms=0)
+    try:
+        for t in range(10):
+            tx.send("s", t, kp[t], width=WIDTH, height=HEIGHT, t=0.0)
+        tx.send_raw(_padded_frame("s", 10, kp[10], MAX_MESSAGE_BYTES))  # at the limit: accepted
+        big.send_raw(_padded_frame("big", 0, kp[0], MAX_MESSAGE_BYTES + 1))  # over: dropped
+        time.sleep(0.3)
+        for t in range(11, 20):
+            tx.send("s", t, kp[t], width=WIDTH, height=HEIGHT, t=0.0)
+        big.send("big", 1, kp[1], width=WIDTH, height=HEIGHT)  # the dropped peer is served again
+        poses, _ = collect(rx, 21)
+        late, _ = collect(rx, 1, timeout=0.5)
+    finally:
+        counters = th.stop()
+        tx.close()
+        big.close()
+        rx.close()
+    assert sorted((p["stream"], p["frame"]) for p in poses + late) == [("big", 1)] + [("s", t) for t in range(20)]
+    np.testing.assert_allclose(np.array([p["joints"] for p in poses if p["stream"] == "s"]), offline(model, kp),
+                               atol=1e-5)
+    assert counters["received"] == counters["accepted"] == 21 and counters["rejected_total"] == 0
+
+
+@pytest.mark.parametrize("lossless", [True, False])
+def test_end_message_flushes_full_context_stream(lossless):
+    """``{"v": 1, "type": "end", "stream": ID}``: a symmetric model's last (RF-1)/2 poses
+    arrive (all frames, equal to offline), the slot is freed, and a status ``end`` answers;
+    the stream can start again from frame 0. Both socket modes."""
+    model = random_model((3, 3), causal=False, channels=32)  # receptive field 9: 4 frames of look-ahead
+    N = 30
+    kp = project(synthetic_poses(N))
+    server, th, tx, rx = start(model, lossless=lossless, max_streams=1, status_interval_s=0)
+    try:
+        if not lossless:  # PUB/SUB: wait until the sender and the receiver have joined
+            _join_pub_sub(tx, rx)
+        for t in range(N):
+            tx.send("s", t, kp[t], width=WIDTH, height=HEIGHT, t=float(t))
+        tx.end("s")
+        poses, status = _collect_until_end(rx, "s")
+        assert len(server.engine.streams) == 0  # the slot is free
+        tx.send("t", 0, kp[0], width=WIDTH, height=HEIGHT)  # max_streams=1: only possible after the end
+        tx.send("t", 1, kp[1], width=WIDTH, height=HEIGHT)
+        tx.end("t")
+        tx.end("nobody")
+        more, status2 = _collect_until_end(rx, "nobody")
+    finally:
+        counters = th.stop()
+        tx.close()
+        rx.close()
+    mine = [p for p in poses if p["stream"] == "s"]
+    assert [p["frame"] for p in mine] == list(range(N))  # the last 4 too
+    np.testing.assert_allclose(np.array([p["joints"] for p in mine]), offline(model, kp), atol=1e-5)
+    assert all(p["valid"] for p in mine)
+    ends = [m for m in status + status2 if m["event"] == "end"]
+    assert [(m["stream"], m["reason"]) for m in ends] == [("s", "ended"), ("t", "ended"), ("nobody", "unknown_stream")]
+    assert "4 pending pose(s) flushed" in ends[0]["detail"]
+    assert [p["frame"] for p in more if p["stream"] == "t"] == [0, 1]
+    np.testing.assert_allclose(np.array([p["joints"] for p in more if p["stream"] == "t"]),
+                               offline(model, kp[:2]), atol=1e-5)
+    assert counters["ended"] == 2 + (not lossless) and counters["rejected_total"] == 0  # (+ the join stream)
+    assert counters["accepted"] == counters["published"]
+    if lossless:
+        assert counters["accepted"] == N + 2
+
+
+def _join_pub_sub(tx, rx, timeout=20.0):
+    """PUB/SUB drop until connected: send a throw-away stream until its pose comes back."""
+    kp = project(synthetic_poses(1))[0]
+    t_end = time.monotonic() + timeout
+    f = 0
+    while time.monotonic() < t_end:
+        tx.send("join", f, kp, width=WIDTH, height=HEIGHT)
+        f += 1
+        msg = rx.recv(100)
+        if msg is not None and msg.get("stream") == "join" and msg["type"] == "pose3d":
+            tx.end("join")
+            _collect_until_end(rx, "join")
+            return
+    raise AssertionError("PUB/SUB did not connect")
+
+
+def _collect_until_end(rx, stream, timeout=20.0):
+    poses, status = [], []
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        msg = rx.recv(200)
+        if msg is None:
+            continue
+        (poses if msg["type"] == "pose3d" else status).append(msg)
+        if msg["type"] == "status" and msg["event"] == "end" and msg["stream"] == stream:
+            return poses, status
+    raise AssertionError(f"no end status for {stream!r}: {len(poses)} poses, {[m['event'] for m in status]}")
 
 
 def test_missing_joints_and_dropped_frames_are_marked():

@@ -1,8 +1,9 @@
 """How BVH skeletons become H36M-17: the shared CMU skeleton and common naming conventions.
 
-Each H36M joint is the mean of named points of the skeleton. The definitions match what
-2D detectors report (see model/skeleton.py): pelvis = mid-hips, spine = mean of hips and
-shoulders, thorax = mid-shoulders, neck_nose = the nose, head = mid-eyes. A skeleton
+Each H36M joint is the mean of named points of the skeleton. The constructions are the
+ones 2D detectors use, defined once in ``model.skeleton.H36M_CONSTRUCTION`` (pelvis =
+mid-hips, spine = mean of hips and shoulders, thorax = mid-shoulders, neck_nose = the nose,
+head = mid-eyes); a rig only says which of its joints is each anatomical point. A skeleton
 without eyes or a nose gets them as virtual points on the head, placed from the head
 bone's length; units are recognised from the leg length.
 
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from poselift.model.skeleton import H36M_JOINT_NAMES
+from poselift.model.skeleton import H36M_JOINT_NAMES, h36m_construction
 
 if TYPE_CHECKING:
     from .bvh import BVHMotion
@@ -50,25 +51,15 @@ CMU_EXTRA_POINTS: dict[str, tuple[str, tuple[float, float, float]]] = {
     # the nose, in the head joint's frame (cm): between the eyes, lower and further forward
     "nose": ("head", (0.24, 4.5, 10.0)),
 }
-CMU_TO_H36M: dict[str, tuple[str, ...]] = {
-    "pelvis": ("rThigh", "lThigh"),
-    "right_hip": ("rThigh",),
-    "right_knee": ("rShin",),
-    "right_ankle": ("rFoot",),
-    "left_hip": ("lThigh",),
-    "left_knee": ("lShin",),
-    "left_ankle": ("lFoot",),
-    "spine": ("rThigh", "lThigh", "rShldr", "lShldr"),
-    "thorax": ("rShldr", "lShldr"),
-    "neck_nose": ("nose",),
-    "head": ("leftEye", "rightEye"),
-    "left_shoulder": ("lShldr",),
-    "left_elbow": ("lForeArm",),
-    "left_wrist": ("lHand",),
-    "right_shoulder": ("rShldr",),
-    "right_elbow": ("rForeArm",),
-    "right_wrist": ("rHand",),
+# Which CMU joint (or virtual point) is each anatomical point of the shared constructions.
+CMU_POINTS: dict[str, str] = {
+    "right_hip": "rThigh", "right_knee": "rShin", "right_ankle": "rFoot",
+    "left_hip": "lThigh", "left_knee": "lShin", "left_ankle": "lFoot",
+    "right_shoulder": "rShldr", "right_elbow": "rForeArm", "right_wrist": "rHand",
+    "left_shoulder": "lShldr", "left_elbow": "lForeArm", "left_wrist": "lHand",
+    "nose": "nose", "left_eye": "leftEye", "right_eye": "rightEye",
 }
+CMU_TO_H36M: dict[str, tuple[str, ...]] = h36m_construction(CMU_POINTS)
 
 MAPPINGS: dict[str, SkeletonMapping] = {"cmu": SkeletonMapping(CMU_TO_H36M, CMU_EXTRA_POINTS)}
 
@@ -162,23 +153,15 @@ def generic_mapping(bvh: "BVHMotion") -> SkeletonMapping:
     extra: dict[str, tuple[str, Sequence[float]]] = {
         "nose": (found["head"], tuple(up * 0.25 * head_len + forward * 0.55 * head_len)),
     }
-    if "left_eye" in found and "right_eye" in found:
-        head_points: tuple[str, ...] = (found["left_eye"], found["right_eye"])
-    else:
+    if "left_eye" not in found or "right_eye" not in found:  # one virtual mid-eyes point for both
         extra["mid_eyes"] = (found["head"], tuple(up * 0.45 * head_len + forward * 0.45 * head_len))
-        head_points = ("mid_eyes",)
-    hips = (found["right_hip"], found["left_hip"])
-    shoulders = (found["right_shoulder"], found["left_shoulder"])
-    table = {
-        "pelvis": hips, "spine": hips + shoulders, "thorax": shoulders, "neck_nose": ("nose",), "head": head_points,
-    }
-    for side in ("left", "right"):
-        for part in ("hip", "knee", "ankle", "shoulder", "elbow", "wrist"):
-            table[f"{side}_{part}"] = (found[f"{side}_{part}"],)
+        found["left_eye"] = found["right_eye"] = "mid_eyes"
+    found["nose"] = "nose"
+    table = h36m_construction(found)
     rest = bvh.motion[0] if bvh.motion.shape[0] else np.zeros(0)
     rotations = [j.channel_start + k for j in bvh.joints for k, c in enumerate(j.channels) if c.endswith("rotation")]
     t_pose_first = bvh.motion.shape[0] > 1 and bool(np.all(np.abs(rest[rotations]) < 1e-3))
-    return SkeletonMapping({n: table[n] for n in H36M_JOINT_NAMES}, extra, unit, drop_first_frame=t_pose_first)
+    return SkeletonMapping(table, extra, unit, drop_first_frame=t_pose_first)
 
 
 def resolve_mapping(bvh: "BVHMotion", mapping: SkeletonMapping | str = "auto") -> SkeletonMapping:

@@ -1,0 +1,103 @@
+"""One stream's intake: a :class:`stream.protocol.Frame2D` becomes the model steps it needs.
+
+Layout mapping (COCO-17 / MediaPipe-33 -> H36M-17, :mod:`model.skeleton`), confidence
+threshold, normalisation to screen coordinates and gap filling (:mod:`stream.gapfill`)
+happen here and only here. :class:`stream.engine.LiftEngine` keeps one :class:`Intake` per
+stream, and everything that lifts frames goes through the engine: ``serve``, ``webcam``,
+``demo`` and the offline ``video`` command, so a 2D sequence gives the same poses and
+validity flags whichever way it comes in.
+
+:meth:`Intake.process` returns a list of small queue items, in the order the engine must
+handle them: :class:`Reset` (reset the stream's model state first), :class:`Step` (one
+model step; ``meta`` None for a silent, interpolated dropped frame) and :class:`Empty`
+(nothing liftable: published at once, invalid).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from poselift.model.normalization import normalize_screen
+from poselift.model.skeleton import get_layout
+
+from .gapfill import GapFiller, GapPolicy
+from .protocol import Frame2D
+
+
+def frame_to_model_input(frame: Frame2D, min_confidence: float) -> np.ndarray:
+    """Frame2D (own layout, pixels) -> (17, 2) H36M normalised screen coords, NaN = missing.
+
+    Joints whose confidence is below ``min_confidence`` count as missing; NaN in a source
+    joint only affects the H36M joints built from it.
+    """
+    kp = np.array(frame.kp, dtype=np.float64)
+    if frame.conf is not None:
+        kp[np.asarray(frame.conf) < min_confidence] = np.nan
+    return normalize_screen(get_layout(frame.layout).to_h36m(kp), frame.width, frame.height)
+
+
+@dataclass
+class Meta:
+    """What a published pose carries about its input frame."""
+
+    stream: str
+    frame: int
+    t: float
+    t_recv: float
+    valid: bool
+    filled: list[int]
+    gap: int
+    x: np.ndarray | None  # (17, 2) the filled model input (None when nothing was liftable)
+
+
+@dataclass
+class Reset:
+    """Reset the stream's model state (after flushing its pending poses) before what follows."""
+
+    reason: str  # "restart", "gap", "size_change"
+
+
+@dataclass
+class Step:
+    """One model step. ``meta`` None: a silent (interpolated, dropped) frame, not published."""
+
+    x: np.ndarray
+    meta: Meta | None
+
+
+@dataclass
+class Empty:
+    """A frame with nothing liftable (no history, too few joints): published at once, invalid."""
+
+    meta: Meta
+
+
+Item = Reset | Step | Empty
+
+
+class Intake:
+    """The per-stream state before the model: image size and gap filler."""
+
+    def __init__(self, policy: GapPolicy | None = None) -> None:
+        self.policy = policy or GapPolicy()
+        self.filler = GapFiller(self.policy)
+        self.size: tuple[int, int] | None = None
+
+    def process(self, f: Frame2D) -> list[Item]:
+        """The queue items for one received frame (frames of a stream in arrival order)."""
+        items: list[Item] = []
+        if self.size is not None and (f.width, f.height) != self.size:
+            items.append(Reset("size_change"))
+            self.filler.clear()
+        self.size = (f.width, f.height)
+        r = self.filler.process(frame_to_model_input(f, self.policy.min_confidence), f.frame)
+        if r.reset is not None:
+            items.append(Reset(r.reset))
+        meta = Meta(f.stream, f.frame, f.t, f.t_recv or time.perf_counter(), r.valid, r.filled, r.gap,
+                    None if r.x is None else r.x.copy())
+        items.extend(Step(silent, None) for silent in r.silent)
+        items.append(Empty(meta) if r.x is None else Step(r.x, meta))
+        return items
