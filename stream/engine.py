@@ -21,14 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from poselift.model import StreamingLifter
+from poselift.model import StreamingLifter, get_precision
 from poselift.model.normalization import normalize_screen
 from poselift.model.skeleton import get_layout
 
 from .gapfill import NUM_JOINTS, GapFiller, GapPolicy
 from .protocol import Frame2D, ProtocolError
-
-PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def frame_to_model_input(frame: Frame2D, min_confidence: float) -> np.ndarray:
@@ -98,8 +96,7 @@ class _Stream:
 
 def make_lifter(model: torch.nn.Module, batch_size: int, device: str, precision: str = "fp32") -> StreamingLifter:
     """A StreamingLifter, passing ``precision`` on when the model core supports it."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    get_precision(precision, device)  # a one-line ValueError for a name or device that does not fit
     params = inspect.signature(StreamingLifter.__init__).parameters
     if "precision" in params:
         return StreamingLifter(model, batch_size=batch_size, device=device, precision=precision)
