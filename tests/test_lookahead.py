@@ -188,7 +188,8 @@ def test_checkpoint_without_future_frames_loads(tmp_path, causal):
     assert load_checkpoint(tmp_path / "old.pt").model.config.future_frames == (0 if causal else 4)
 
 
-@pytest.mark.parametrize("future, variant", [(0, "causal"), (5, "look-ahead (5 future, 21 past frames)"),
+@pytest.mark.parametrize("future, variant", [(0, "causal"), (1, "look-ahead (1 future, 25 past frames)"),
+                                             (5, "look-ahead (5 future, 21 past frames)"),
                                              (13, "full-context (symmetric)")])
 def test_info_shows_future_frames(tmp_path, future, variant):
     from poselift.model import read_checkpoint_info
