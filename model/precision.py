@@ -29,10 +29,11 @@ class Precision:
         """``self`` if it runs on ``device``, else a one-line ValueError naming the alternatives."""
         kind = _device_type(device)
         if kind not in self.device_types:
-            where = ", ".join(_LABELS.get(t, t) for t in self.device_types)
-            others = ", ".join(repr(n) for n in precision_names(kind))
-            on = _LABELS.get(kind, kind)
-            raise ValueError(f"precision {self.name!r} is a {where} mode; on {on} use {others or 'no precision'}")
+            where = "/".join(_LABELS.get(t, t) for t in self.device_types)
+            others = [repr(n) for n in precision_names(kind)]
+            use = ", ".join(others[:-1]) + " or " + others[-1] if len(others) > 1 else (others or ["none"])[0]
+            on = {"cpu": "the CPU"}.get(kind, _LABELS.get(kind, kind))
+            raise ValueError(f"precision {self.name!r} is a {where} mode; on {on} use {use}")
         return self
 
 

@@ -16,6 +16,7 @@ from poselift.model.checkpoint import checkpoint_dict
 from poselift.model.commands import format_info
 from poselift.model.inference import edge_pad
 from tests.helpers import randomize_batch_norm
+from tests.test_streaming import stream_all
 
 CASES = [((3, 3, 3), f) for f in (1, 2, 3, 5, 9, 12)] + [((3, 5, 3), f) for f in (4, 15, 21)] + [
     ((5, 3), 3), ((3, 3, 3, 3), 20), ((3,), 1)]
@@ -25,13 +26,6 @@ def lookahead_model(widths, future, channels=32, seed=0) -> TemporalModel:
     torch.manual_seed(seed)
     model = TemporalModel(ModelConfig(filter_widths=widths, future_frames=future, channels=channels))
     return randomize_batch_norm(model, seed).eval()
-
-
-def stream_all(lifter: StreamingLifter, x: torch.Tensor) -> torch.Tensor:
-    outs = torch.stack([lifter.step(x[:, t]) for t in range(x.shape[1])], dim=1)
-    lat = lifter.latency_frames
-    tails = lifter.flush()
-    return torch.stack([torch.cat([outs[b, lat:], tails[b]]) for b in range(x.shape[0])])
 
 
 # ------------------------------------------------------------------------ the config
