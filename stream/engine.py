@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from poselift.model import StreamingLifter, get_precision
+from poselift.model import StreamingLifter
 from poselift.model.normalization import normalize_screen
 from poselift.model.skeleton import get_layout
 
@@ -96,7 +96,6 @@ class _Stream:
 
 def make_lifter(model: torch.nn.Module, batch_size: int, device: str, precision: str = "fp32") -> StreamingLifter:
     """A StreamingLifter, passing ``precision`` on when the model core supports it."""
-    get_precision(precision, device)  # a one-line ValueError for a name or device that does not fit
     params = inspect.signature(StreamingLifter.__init__).parameters
     if "precision" in params:
         return StreamingLifter(model, batch_size=batch_size, device=device, precision=precision)

@@ -83,8 +83,9 @@ def test_cli_precision_choices_are_the_registry(command):
     assert _precision_choices(command) == tuple(PRECISIONS)
 
 
-def test_engine_accepts_fp16_for_cuda(monkeypatch):
-    """The stream engine asks the registry, so fp16 passes on CUDA (it used to be refused)."""
+def test_engine_passes_fp16_on_cuda_to_the_lifter(monkeypatch):
+    """The stream engine leaves the precision rules to the lifter (the registry), so fp16
+    reaches the lifter for CUDA (it used to be refused by a list of its own)."""
     import poselift.stream.engine as engine
 
     made = {}
@@ -96,10 +97,15 @@ def test_engine_accepts_fp16_for_cuda(monkeypatch):
     monkeypatch.setattr(engine, "StreamingLifter", FakeLifter)
     engine.make_lifter(torch.nn.Identity(), 2, "cuda", "fp16")
     assert made == {"device": "cuda", "precision": "fp16"}
-    with pytest.raises(ValueError, match="CUDA mode"):
-        engine.make_lifter(torch.nn.Identity(), 2, "cpu", "fp16")
-    with pytest.raises(ValueError, match="CPU mode"):
-        engine.make_lifter(torch.nn.Identity(), 2, "cuda", "int8")
+
+
+@pytest.mark.parametrize("precision, device, match", [("fp16", "cpu", "CUDA mode"), ("int4", "cpu", "unknown")])
+def test_engine_refuses_with_the_registry_message(precision, device, match):
+    from poselift.stream.engine import LiftEngine
+    from tests.helpers import random_model
+
+    with pytest.raises(ValueError, match=match):
+        LiftEngine(random_model((3,), channels=8), device=device, precision=precision)
 
 
 def test_apps_accept_fp16_when_the_device_is_cuda(monkeypatch):
