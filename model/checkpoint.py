@@ -5,7 +5,7 @@ A checkpoint is a ``torch.save``d dict of plain data and tensors only, so it loa
 
     {
       "format": "poselift-checkpoint", "format_version": 1,
-      "config": ModelConfig.to_dict(),            # architecture, causal flag
+      "config": ModelConfig.to_dict(),            # architecture, future frames
       "state_dict": {...},                        # pose model weights
       "meta": {
         "layout": "h36m17", "joint_names": [...], # output (and input) joint layout
