@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from poselift.model import TemporalModel, fold_model
+from poselift.model import TemporalModel, fold_model, get_precision
 
 from .timing import interleave
 
@@ -35,7 +35,7 @@ def bench_offline(
     reduced = ["bf16"] if device == "cpu" else ["fp16", "bf16"]
     nets = {"folded_fp32": net32}
     for p in reduced:
-        nets[f"folded_{p}"] = fold_model(model).to(device, torch.bfloat16 if p == "bf16" else torch.float16)
+        nets[f"folded_{p}"] = fold_model(model).to(device, get_precision(p).activation_dtype)
     ref_model = model.to(device).eval()
     out: dict = {}
     for t in lengths:
@@ -64,10 +64,10 @@ def offline_accuracy(model: TemporalModel, device: str = "cpu", frames: int = 20
     x = (torch.rand(1, frames + rf - 1, model.config.num_joints_in, model.config.in_features, generator=gen) - 0.5).to(device)
     ref = fold_model(model).to(device, torch.float32)(x).float()
     out = {}
-    for p, dt in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
-        if p == "fp16" and device != "cuda":
+    for p in ("bf16", "fp16"):
+        if not get_precision(p).runs_on(device):
             continue
-        y = fold_model(model).to(device, dt)(x).float()
+        y = fold_model(model).to(device, get_precision(p).activation_dtype)(x).float()
         d = (y - ref).norm(dim=-1) * 1000
         out[p] = {"mean_mm": d.mean().item(), "max_mm": d.max().item()}
     return out

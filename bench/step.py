@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from poselift.model import StreamingLifter, TemporalModel
+from poselift.model import StreamingLifter, TemporalModel, precision_names
 
 from .hardware import BandwidthProbe
 from .timing import interleave
@@ -27,11 +27,11 @@ def trials_for(budget_s: float) -> int:
 
 
 def cpu_precisions() -> list[str]:
-    return ["fp32", "bf16", "int8"]
+    return list(precision_names("cpu"))
 
 
 def cuda_precisions() -> list[str]:
-    return ["fp32", "fp16", "bf16"]
+    return list(precision_names("cuda"))
 
 
 def bench_step(

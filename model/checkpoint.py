@@ -5,7 +5,7 @@ A checkpoint is a ``torch.save``d dict of plain data and tensors only, so it loa
 
     {
       "format": "poselift-checkpoint", "format_version": 1,
-      "config": ModelConfig.to_dict(),            # architecture, causal flag
+      "config": ModelConfig.to_dict(),            # architecture, future frames
       "state_dict": {...},                        # pose model weights
       "meta": {
         "layout": "h36m17", "joint_names": [...], # output (and input) joint layout
@@ -17,13 +17,14 @@ A checkpoint is a ``torch.save``d dict of plain data and tensors only, so it loa
     }
 
 Writes are atomic (temporary file, then rename), so a crash never leaves half a file.
+A write that was killed leaves its temporary file behind; the next save or load of the
+same path removes it (see :mod:`model.atomic`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ import torch
 
 from poselift.errors import CheckpointError
 
+from .atomic import atomic_torch_save, remove_stale_temporaries
 from .config import ModelConfig
 from .skeleton import H36M_JOINT_NAMES
 from .temporal import TemporalModel, _TemporalBase
@@ -60,23 +62,6 @@ class LoadedCheckpoint:
     @property
     def fps(self) -> float:
         return float(self.meta.get("fps", 30.0))
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def checkpoint_dict(
@@ -122,6 +107,7 @@ def save_checkpoint(path: str | os.PathLike, model: _TemporalBase, **kwargs: Any
 def read_raw(path: str | os.PathLike) -> dict[str, Any]:
     """Load a torch file safely (``weights_only=True``) and turn failures into CheckpointError."""
     path = Path(path)
+    remove_stale_temporaries(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
     if path.is_dir():
@@ -225,6 +211,7 @@ def read_checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
             "parameters": params,
         },
         "causal": cfg.causal,
+        "future_frames": cfg.future_frames,
         "layout": ckpt.meta.get("layout"),
         "fps": ckpt.meta.get("fps"),
         "normalization": ckpt.meta.get("normalization"),

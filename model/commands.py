@@ -28,12 +28,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_info)
 
 
+def variant(arch: dict) -> str:
+    """``causal``, ``full-context (symmetric)`` or ``look-ahead F of P past frames``."""
+    future, past = arch["future_frames"], arch["receptive_field"] - 1 - arch["future_frames"]
+    if future == 0:
+        return "causal"
+    if future == past:
+        return "full-context (symmetric)"
+    return f"look-ahead ({future} future, {past} past frames)"
+
+
 def format_info(info: dict) -> str:
     arch = info["architecture"]
     lines = [
         f"checkpoint      {info['path']}",
         f"format version  {info['format_version']}",
-        f"variant         {'causal' if info['causal'] else 'full-context (symmetric)'}",
+        f"variant         {variant(arch)}",
+        f"future frames   {arch['future_frames']}  (latency of a streaming lifter, frames)",
         f"filter widths   {','.join(map(str, arch['filter_widths']))}  (receptive field {arch['receptive_field']} frames)",
         f"channels        {arch['channels']}   parameters {arch['parameters'] / 1e6:.2f}M   dropout {arch['dropout']}",
         f"joints          {arch['num_joints_in']} in x {arch['in_features']} features -> {arch['num_joints_out']} out ({info['layout']})",

@@ -4,9 +4,10 @@ Each wide convolution keeps a ring buffer of its recent inputs for every stream 
 :class:`StreamState` for the layout). A step writes the newest input, reads the W taps
 the dilated conv needs and produces one output, so every incoming frame costs one output
 position per layer: at batch 1 one read of every weight, which is why the weight format
-(``precision``, chosen in :func:`model.folding.pack_linear`) sets the speed.
+(``precision``, chosen in :func:`model.kernels.pack_linear`) sets the speed. The layers,
+their taps and residuals come from the model's layer specifications (:mod:`model.layers`).
 
-Hot-path layout (measured on 2-core Zen 4, see bench/results/README_performance.md):
+Hot-path layout (the ``step`` bench measures it, ``poselift bench``):
 
 * all streams at one frame count (or any contiguous run of slots at one count, e.g. one
   stream of many): the taps are read through views prepared at construction, with no
@@ -18,11 +19,12 @@ Hot-path layout (measured on 2-core Zen 4, see bench/results/README_performance.
 
 Equivalence with the offline model (tested in tests/test_streaming.py):
 
-* causal model: the output of step t equals the offline causal model applied to the
-  whole sequence left-padded by replicating frame 0 ``RF - 1`` times;
-* symmetric model: the output of step t is the prediction for frame
-  ``t - latency_frames`` (``latency_frames = (RF - 1) / 2``) of the offline model with
-  edge padding on both sides; :meth:`StreamingLifter.flush` emits the pending tail.
+* the output of step t is the prediction for frame ``t - latency_frames``
+  (``latency_frames`` = the model's ``future_frames`` F) of the offline model applied to
+  the whole sequence edge-padded with ``RF - 1 - F`` copies of frame 0 before it and F
+  copies of the last frame after it (:func:`model.lift_sequence`);
+  :meth:`StreamingLifter.flush` emits the F pending poses at the end of a stream. F = 0
+  is the causal model (no latency), F = (RF - 1) / 2 the symmetric one.
 
 On a stream's first frame every buffer is filled as if that frame had been repeated
 back through the receptive field (replicate padding): with a constant input every
@@ -37,18 +39,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .folding import ACTIVATION_DTYPES, PRECISIONS, FoldedConv, FoldedModel, fold_model, linear_backend, pack_linear
+from .device import resolve_device
+from .folding import FoldedConv, FoldedModel, fold_model
+from .kernels import linear_backend, pack_linear
+from .layers import LayerKind
+from .precision import Precision, get_precision
 from .temporal import _TemporalBase
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` or ``"auto"`` picks CUDA when it is available, else the CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("CUDA was requested but torch.cuda.is_available() is False")
-    return device
 
 
 @dataclass
@@ -72,25 +68,6 @@ class StreamState:
         return StreamState([b.clone() for b in self.buffers], self.frames.clone(), self.last_input.clone())
 
 
-def resolve_precision(precision: str | torch.dtype | None, device: torch.device) -> str:
-    """Normalise ``precision`` ("fp32", "bf16", "fp16", "int8" or a torch dtype)."""
-    if precision is None:
-        return "fp32"
-    if isinstance(precision, torch.dtype):
-        names = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-        if precision not in names:
-            raise ValueError(f"unsupported dtype {precision}")
-        precision = names[precision]
-    precision = str(precision).lower()
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if device.type != "cuda" and precision == "fp16":
-        raise ValueError("precision 'fp16' needs a CUDA device; on the CPU use 'bf16' or 'int8'")
-    if device.type == "cuda" and precision == "int8":
-        raise ValueError("precision 'int8' is a CPU mode; on CUDA use 'fp16' or 'bf16'")
-    return precision
-
-
 class StreamingLifter:
     """Lift one frame at a time for a batch of independent streams.
 
@@ -99,10 +76,10 @@ class StreamingLifter:
             so later changes to ``model`` do not affect the lifter.
         batch_size: number of stream slots.
         device: ``None``/``"auto"``, ``"cpu"`` or ``"cuda"``.
-        precision: ``"fp32"`` (exact), ``"bf16"`` (bf16 weights and activations),
-            ``"int8"`` (CPU: per-output-channel int8 weights, dynamically quantised
-            activations) or ``"fp16"`` (CUDA). See ``model.folding.pack_linear``.
-        dtype: older spelling of ``precision`` (``torch.float16`` etc.).
+        precision: a name of :data:`model.precision.PRECISIONS` (``"fp32"``, exact;
+            ``"bf16"``; ``"int8"`` on the CPU; ``"fp16"`` on CUDA) or a torch dtype.
+            See :func:`model.kernels.pack_linear`.
+        dtype: the same as ``precision`` given as a torch dtype (``torch.float16`` etc.).
         cuda_graph: on CUDA, replay the whole-batch step as a CUDA graph (default on).
 
     Inputs are normalised screen coordinates (see ``model/normalization.py``); outputs are
@@ -117,7 +94,7 @@ class StreamingLifter:
         model: _TemporalBase,
         batch_size: int = 1,
         device: str | torch.device | None = None,
-        precision: str | torch.dtype | None = "fp32",
+        precision: str | torch.dtype | Precision | None = "fp32",
         *,
         dtype: torch.dtype | None = None,
         cuda_graph: bool = True,
@@ -127,17 +104,27 @@ class StreamingLifter:
         self.config = model.config
         self.device = resolve_device(device)
         if dtype is not None and dtype != torch.float32:
-            if self.device.type != "cuda" and dtype == torch.float16:
-                raise ValueError("float16 streaming needs a CUDA device (on the CPU use precision='bf16' or 'int8')")
             precision = dtype
-        self.precision = resolve_precision(precision, self.device)
-        self.backend = linear_backend(self.precision, self.device)
-        self.dtype = ACTIVATION_DTYPES[self.precision]  # activations between the layers
+        prec = get_precision(precision, self.device)
+        self.precision: str = prec.name
+        self.backend = linear_backend(prec, self.device)
+        self.dtype = prec.activation_dtype  # activations between the layers
         self._in_dtype = torch.float32  # the expand layer's input (keypoints) stays fp32
         self.batch_size = batch_size
         self.net: FoldedModel = fold_model(model)  # fp32, CPU: the reference parameters
-        self._layers: list[FoldedConv] = [self.net.expand] + [b.wide for b in self.net.blocks]
-        self._residual_taps = [b.residual_tap for b in self.net.blocks]
+        # Ring-buffered layers (expand and block convs), each with the 1x1 conv that
+        # follows it in its block (None for expand) and its residual tap (None for expand).
+        self._layers: list[FoldedConv] = []
+        pointwise: list[FoldedConv | None] = []
+        for layer in self.net.layers:
+            if layer.spec.buffered:
+                self._layers.append(layer)
+                pointwise.append(None)
+            elif layer.spec.kind is LayerKind.BLOCK_1X1:
+                pointwise[-1] = layer
+            else:
+                shrink = layer
+        self._residual_taps = [None if p is None else layer.spec.current_tap for layer, p in zip(self._layers, pointwise)]
 
         def pack(weight: torch.Tensor, bias: torch.Tensor, relu: bool, edge: bool = False):
             # Reduced precisions keep the first (expand) and last (shrink) layers in fp32:
@@ -148,11 +135,11 @@ class StreamingLifter:
 
         # Tap-major weight matrices: taps (b, W, C_in) flatten to (b, W * C_in).
         self._wide_ops = [
-            pack(layer.weight.permute(0, 2, 1).reshape(layer.weight.shape[0], -1), layer.bias, True, edge=k == 0)
+            pack(layer.weight.permute(0, 2, 1).reshape(layer.weight.shape[0], -1), layer.bias, layer.relu, edge=k == 0)
             for k, layer in enumerate(self._layers)
         ]
-        self._pointwise_ops = [pack(b.pointwise.weight[:, :, 0], b.pointwise.bias, True) for b in self.net.blocks]
-        self._shrink_op = pack(self.net.shrink.weight[:, :, 0], self.net.shrink.bias, False, edge=True)
+        self._pointwise_ops = [None if p is None else pack(p.weight[:, :, 0], p.bias, p.relu) for p in pointwise]
+        self._shrink_op = pack(shrink.weight[:, :, 0], shrink.bias, shrink.relu, edge=True)
 
         # Ring layout (see StreamState): layer k's input of frame t lives at
         # [phase = t % d, q = (t // d) % W] and again at q + W, so the W taps of frame t
@@ -190,7 +177,7 @@ class StreamingLifter:
         views = []
         for k, (buf, w, d) in enumerate(zip(self._state.buffers, self._widths, self._dilations)):
             b, c = buf.shape[0], buf.shape[3]
-            res = None if k == 0 else self._residual_taps[k - 1]
+            res = self._residual_taps[k]
             per_slot = []
             for s in range(d * w):
                 ph, q = s % d, s // d
@@ -207,8 +194,8 @@ class StreamingLifter:
 
     @property
     def latency_frames(self) -> int:
-        """Frames between an input and the output that is centred on it (0 if causal)."""
-        return 0 if self.config.causal else (self.receptive_field - 1) // 2
+        """Frames between an input and the output aligned with it: the model's future frames."""
+        return self.config.future_frames
 
     @property
     def input_size(self) -> int:
@@ -217,8 +204,7 @@ class StreamingLifter:
     @property
     def weight_bytes(self) -> int:
         """Bytes of fp32 folded weights a batch-1 step has to read (the roofline input)."""
-        convs = self._layers + [b.pointwise for b in self.net.blocks] + [self.net.shrink]
-        return sum(c.weight.numel() * 4 for c in convs)
+        return sum(c.weight.numel() * 4 for c in self.net.layers)
 
     @property
     def state(self) -> StreamState:
@@ -266,9 +252,9 @@ class StreamingLifter:
             x: (b, J_in, F) keypoints of the newest frame, normalised screen coordinates.
             indices: the stream slots these rows belong to (all slots, in order, when None).
         Returns:
-            (b, J_out, 3) metres, float32, on the lifter's device. For a symmetric model
-            row i is the pose of frame ``frames_seen - 1 - latency_frames`` of its stream
-            (negative while warming up).
+            (b, J_out, 3) metres, float32, on the lifter's device. Row i is the pose of
+            frame ``frames_seen - 1 - latency_frames`` of its stream (negative while a
+            look-ahead model warms up).
         """
         cfg = self.config
         state = self._state
@@ -325,7 +311,8 @@ class StreamingLifter:
                 write_a.copy_(h)
                 write_b.copy_(h)
             out = op(taps)
-            h = out.to(self.dtype) if k == 0 else self._pointwise_ops[k - 1](out).add_(residual)
+            pointwise = self._pointwise_ops[k]
+            h = out.to(self.dtype) if pointwise is None else pointwise(out).add_(residual)
         return self._shrink_op(h.float())
 
     def _gather_forward(self, h: torch.Tensor, rows: torch.Tensor, times: torch.Tensor, fresh) -> torch.Tensor:
@@ -358,11 +345,12 @@ class StreamingLifter:
             taps = self._taps[k][: b * width]
             torch.index_select(flat, 0, idx[:, lo:hi].reshape(-1), out=taps)
             out = op(taps.view(b, width * channels))
-            if k == 0:
+            pointwise = self._pointwise_ops[k]
+            if pointwise is None:
                 h = out.to(self.dtype)
             else:
-                residual = taps.view(b, width, channels)[:, self._residual_taps[k - 1]]
-                h = self._pointwise_ops[k - 1](out).add_(residual)
+                residual = taps.view(b, width, channels)[:, self._residual_taps[k]]
+                h = pointwise(out).add_(residual)
         return self._shrink_op(h.float())
 
     # ------------------------------------------------------------------ CUDA graph
@@ -404,7 +392,7 @@ class StreamingLifter:
 
     @torch.inference_mode()
     def flush(self, indices: Sequence[int] | None = None) -> list[torch.Tensor]:
-        """End the given streams: emit the poses still pending in a symmetric model.
+        """End the given streams: emit the poses still pending in a look-ahead model.
 
         Repeats each stream's last frame (edge padding) and returns one tensor per
         stream, (min(frames_seen, latency_frames), J_out, 3): the poses of its last
@@ -422,32 +410,3 @@ class StreamingLifter:
             return [empty.clone() for _ in idx]
         tail = torch.stack(steps, dim=1)  # (b, latency, J, 3); step k is frame n - latency + k
         return [tail[row, max(0, self.latency_frames - n):] for row, n in enumerate(seen)]
-
-
-@torch.inference_mode()
-def lift_sequence(model: _TemporalBase, keypoints: torch.Tensor, device: str | torch.device | None = "cpu",
-                  precision: str = "fp32") -> torch.Tensor:
-    """Offline lifting of whole sequences with the padding convention of the streamer.
-
-    ``keypoints`` (B, T, J, F) -> (B, T, J_out, 3): causal models are left-padded by
-    replicating frame 0 (``RF - 1`` frames), symmetric ones edge-padded on both sides.
-    In fp32 the BN-folded network runs as one convolution over the sequence without
-    autograd. Other precisions (``bf16``, ``int8``, ``fp16`` on CUDA) stream the sequence
-    through a :class:`StreamingLifter` of that precision, which gives the same poses as
-    the live path would.
-    """
-    if precision != "fp32":
-        batch, frames = keypoints.shape[:2]
-        lifter = StreamingLifter(model, batch_size=batch, device=device, precision=precision)
-        steps = [lifter.step(keypoints[:, t]).cpu() for t in range(frames)]
-        tails = lifter.flush()
-        lat = lifter.latency_frames
-        outs = torch.stack(steps, dim=1)
-        return torch.stack([torch.cat([outs[b, lat:], tails[b].cpu()]) for b in range(batch)])
-    net = fold_model(model).to(resolve_device(device))
-    rf = model.config.receptive_field
-    x = keypoints.to(net.expand.weight.device, torch.float32)
-    left = rf - 1 if model.config.causal else (rf - 1) // 2
-    right = rf - 1 - left
-    x = torch.cat([x[:, :1].expand(-1, left, -1, -1), x, x[:, -1:].expand(-1, right, -1, -1)], dim=1)
-    return net(x)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
+from .layers import LayerKind, LayerSpec, layer_specs
 
 
 class _TemporalBase(nn.Module):
@@ -25,32 +26,38 @@ class _TemporalBase(nn.Module):
         elif kwargs:
             raise TypeError("pass either a ModelConfig or keyword arguments, not both")
         self.config = config
-        c = config.channels
-        widths = config.filter_widths
         # Convolutions are built plain (stride 1, dilation 1); each variant applies its
         # own stride or dilation in forward, so the twins can share the very same modules.
-        self.expand_conv = nn.Conv1d(config.num_joints_in * config.in_features, c, widths[0], bias=False)
-        self.expand_bn = nn.BatchNorm1d(c, momentum=0.1)
-        convs, bns = [], []
-        for w in widths[1:]:
-            convs.append(nn.Conv1d(c, c, w, bias=False))
-            bns.append(nn.BatchNorm1d(c, momentum=0.1))
-            convs.append(nn.Conv1d(c, c, 1, bias=False))
-            bns.append(nn.BatchNorm1d(c, momentum=0.1))
-        self.layers_conv = nn.ModuleList(convs)
-        self.layers_bn = nn.ModuleList(bns)
-        self.shrink = nn.Conv1d(c, config.num_joints_out * 3, 1)
+        convs: dict[str, nn.Conv1d] = {}
+        bns: dict[str, nn.BatchNorm1d] = {}
+        for spec in self.specs:
+            convs[spec.conv] = nn.Conv1d(spec.in_channels, spec.out_channels, spec.width, bias=spec.bn is None)
+            if spec.bn is not None:
+                bns[spec.bn] = nn.BatchNorm1d(spec.out_channels, momentum=0.1)
+        self.expand_conv = convs.pop("expand_conv")
+        self.expand_bn = bns.pop("expand_bn")
+        self.layers_conv = nn.ModuleList(convs[f"layers_conv.{i}"] for i in range(len(convs) - 1))
+        self.layers_bn = nn.ModuleList(bns[f"layers_bn.{i}"] for i in range(len(bns)))
+        self.shrink = convs["shrink"]
         self.relu = nn.ReLU(inplace=True)
         self.drop = nn.Dropout(config.dropout)
 
-    # The two variants differ only in how the wide convolutions are applied.
-    def _expand(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def specs(self) -> tuple[LayerSpec, ...]:
+        """The network's layers, in order (see :mod:`model.layers`)."""
+        return layer_specs(self.config)
+
+    def layers(self) -> list[tuple[LayerSpec, nn.Conv1d, nn.BatchNorm1d | None]]:
+        """Each layer's spec with its convolution and batch norm (None for the shrink conv)."""
+        convs = [self.expand_conv, *self.layers_conv, self.shrink]
+        bns = [self.expand_bn, *self.layers_bn, None]
+        return list(zip(self.specs, convs, bns))
+
+    # The two variants differ only in how the wide convolutions and residuals are applied.
+    def _conv(self, x: torch.Tensor, conv: nn.Conv1d, spec: LayerSpec) -> torch.Tensor:
         raise NotImplementedError
 
-    def _wide(self, x: torch.Tensor, block: int) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _residual(self, x: torch.Tensor, block: int) -> torch.Tensor:
+    def _residual(self, x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
         raise NotImplementedError
 
     @classmethod
@@ -64,6 +71,14 @@ class _TemporalBase(nn.Module):
         twin.train(other.training)
         return twin
 
+    def with_future_frames(self, future_frames: int) -> "_TemporalBase":
+        """A new model of this class with ``future_frames`` of look-ahead and a copy of
+        these weights (every look-ahead has the same parameter shapes): e.g. the start of
+        fine-tuning a look-ahead model from a trained causal one."""
+        other = type(self)(self.config.with_future_frames(future_frames))
+        other.load_state_dict(self.state_dict())
+        return other.to(next(self.parameters()).device).train(self.training)
+
     def receptive_field(self) -> int:
         return self.config.receptive_field
 
@@ -71,13 +86,13 @@ class _TemporalBase(nn.Module):
     def causal(self) -> bool:
         return self.config.causal
 
+    @property
+    def future_frames(self) -> int:
+        return self.config.future_frames
+
     def block_dilations(self) -> list[int]:
         """Dilation of the wide conv of each residual block."""
-        out, d = [], self.config.filter_widths[0]
-        for w in self.config.filter_widths[1:]:
-            out.append(d)
-            d *= w
-        return out
+        return [s.dilation for s in self.specs if s.kind is LayerKind.BLOCK_CONV]
 
     def set_bn_momentum(self, momentum: float) -> None:
         self.expand_bn.momentum = momentum
@@ -92,35 +107,33 @@ class _TemporalBase(nn.Module):
             )
         batch, frames = x.shape[:2]
         x = x.reshape(batch, frames, -1).transpose(1, 2)
-        x = self.drop(self.relu(self.expand_bn(self._expand(x))))
-        for i in range(len(self.layers_conv) // 2):
-            res = self._residual(x, i)
-            x = self.drop(self.relu(self.layers_bn[2 * i](self._wide(x, i))))
-            x = res + self.drop(self.relu(self.layers_bn[2 * i + 1](self.layers_conv[2 * i + 1](x))))
-        x = self.shrink(x)
+        res = x
+        for spec, conv, bn in self.layers():
+            if spec.kind is LayerKind.BLOCK_CONV:
+                res = self._residual(x, spec)
+            x = self._conv(x, conv, spec)
+            if bn is not None:
+                x = bn(x)
+            if spec.relu:
+                x = self.drop(self.relu(x))
+            if spec.kind is LayerKind.BLOCK_1X1:
+                x = res + x
         return x.transpose(1, 2).reshape(batch, -1, cfg.num_joints_out, 3)
 
 
 class TemporalModel(_TemporalBase):
     """Dilated temporal model: valid convolutions, (B, T, J, F) -> (B, T - RF + 1, J_out, 3).
 
-    In the causal variant output frame i is the prediction for input frame i + RF - 1
-    (it sees only that frame and the RF - 1 before it); in the symmetric variant it is
-    the prediction for input frame i + (RF - 1) / 2.
+    Output frame i is the prediction for input frame ``i + past_frames``: it sees that
+    frame, the ``past_frames`` before it and the ``future_frames`` after it (causal:
+    ``past_frames = RF - 1``; symmetric: ``(RF - 1) / 2`` on each side).
     """
 
-    def _expand(self, x: torch.Tensor) -> torch.Tensor:
-        return self.expand_conv(x)
+    def _conv(self, x: torch.Tensor, conv: nn.Conv1d, spec: LayerSpec) -> torch.Tensor:
+        return F.conv1d(x, conv.weight, conv.bias, dilation=spec.dilation)
 
-    def _wide(self, x: torch.Tensor, block: int) -> torch.Tensor:
-        conv = self.layers_conv[2 * block]
-        return F.conv1d(x, conv.weight, dilation=self.block_dilations()[block])
-
-    def _residual(self, x: torch.Tensor, block: int) -> torch.Tensor:
-        width = self.config.filter_widths[block + 1]
-        span = (width - 1) * self.block_dilations()[block]
-        start = span if self.causal else span // 2
-        return x[:, :, start: x.shape[2] - span + start]
+    def _residual(self, x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
+        return x[:, :, spec.pad_left: x.shape[2] - spec.span + spec.pad_left]
 
     def strided_twin(self) -> "StridedTemporalModel":
         """The training twin, sharing this model's parameters and batch-norm buffers."""
@@ -131,20 +144,15 @@ class StridedTemporalModel(_TemporalBase):
     """The "optimized" training twin: stride = width, no dilation.
 
     Takes windows of exactly RF frames, (B, RF, J, F) -> (B, 1, J_out, 3), computing only
-    the activations that the single output needs. Same state_dict as :class:`TemporalModel`.
+    the activations that the single output needs; the output is the pose of window frame
+    ``past_frames``. Same state_dict as :class:`TemporalModel`.
     """
 
-    def _expand(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv1d(x, self.expand_conv.weight, stride=self.config.filter_widths[0])
+    def _conv(self, x: torch.Tensor, conv: nn.Conv1d, spec: LayerSpec) -> torch.Tensor:
+        return F.conv1d(x, conv.weight, conv.bias, stride=spec.width)
 
-    def _wide(self, x: torch.Tensor, block: int) -> torch.Tensor:
-        conv = self.layers_conv[2 * block]
-        return F.conv1d(x, conv.weight, stride=conv.weight.shape[2])
-
-    def _residual(self, x: torch.Tensor, block: int) -> torch.Tensor:
-        width = self.config.filter_widths[block + 1]
-        offset = width - 1 if self.causal else width // 2
-        return x[:, :, offset::width]
+    def _residual(self, x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
+        return x[:, :, spec.current_tap::spec.width]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4 and x.shape[1] != self.receptive_field():

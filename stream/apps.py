@@ -19,7 +19,7 @@ import numpy as np
 
 from poselift.errors import UserError
 
-from .engine import PRECISIONS, LiftEngine, PoseOut
+from .engine import LiftEngine, PoseOut
 from .gapfill import GapPolicy
 from .loop import PoseLoop, collect
 
@@ -52,19 +52,21 @@ def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_stre
     latency from under 1 ms to about 50 ms. ``None`` leaves torch's setting alone."""
     import torch
 
-    from poselift.model import resolve_device
+    from poselift.model import get_precision, resolve_device
 
     if threads is not None:
         if threads < 1:
             raise UserError("--threads must be at least 1")
         torch.set_num_threads(threads)
 
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}")
     try:
         dev = str(resolve_device(device))
     except RuntimeError as exc:
         raise UserError(f"--device {device}: {exc}") from None
+    try:
+        get_precision(precision, dev)
+    except ValueError as exc:
+        raise UserError(f"--precision {precision}: {exc}") from None
     try:
         return LiftEngine(ckpt.model, trajectory_model=ckpt.trajectory_model, max_streams=max_streams,
                           device=dev, precision=precision, policy=policy)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from poselift.model.precision import PRECISIONS, precision_names
+
 from . import DEFAULT_INPUT, DEFAULT_PUBLISH
 
 _FMT = argparse.RawDescriptionHelpFormatter
@@ -18,8 +20,9 @@ def _model_options(p: argparse.ArgumentParser, precision: bool = True) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs (auto: CUDA when available)")
     if precision:
-        p.add_argument("--precision", choices=("fp32", "bf16", "int8", "fp16"), default="fp32",
-                       help="numeric precision of the model (default fp32; fp16 needs --device cuda)")
+        p.add_argument("--precision", choices=precision_names(), default="fp32",
+                       help="numeric precision of the model (default fp32): "
+                            + "; ".join(f"{p.name}: {p.description}" for p in PRECISIONS.values()))
         p.add_argument("--threads", type=int, default=1, metavar="N",
                        help="torch CPU threads (default 1: lowest per-frame latency for streaming)")
 

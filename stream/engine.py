@@ -29,8 +29,6 @@ from .gapfill import NUM_JOINTS, GapPolicy
 from .intake import Empty, Intake, Meta, Reset, Step, frame_to_model_input  # noqa: F401  (re-exported)
 from .protocol import Frame2D, ProtocolError
 
-PRECISIONS = ("fp32", "bf16", "int8")
-
 
 @dataclass
 class PoseOut:
@@ -77,8 +75,6 @@ class _Stream:
 
 def make_lifter(model: torch.nn.Module, batch_size: int, device: str, precision: str = "fp32") -> StreamingLifter:
     """A StreamingLifter, passing ``precision`` on when the model core supports it."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     params = inspect.signature(StreamingLifter.__init__).parameters
     if "precision" in params:
         return StreamingLifter(model, batch_size=batch_size, device=device, precision=precision)

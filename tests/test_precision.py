@@ -20,9 +20,9 @@ import pytest
 import torch
 
 from poselift.model import StreamingLifter, lift_sequence
-from poselift.model import folding
-from poselift.model.folding import pack_linear, quantize_per_channel
-from poselift.model.streaming import resolve_precision
+from poselift.model import kernels
+from poselift.model.kernels import pack_linear, quantize_per_channel
+from poselift.model.precision import get_precision, resolve_precision
 from tests.helpers import random_model
 
 CAUSAL = Path(__file__).resolve().parents[1] / "model" / "weights" / "causal.pt"
@@ -121,10 +121,10 @@ def test_quantize_per_channel_error_is_half_a_step():
 def test_int8_backends_agree(monkeypatch, backend_off, relu):
     """Every int8 fallback computes the same product (within int8 activation noise)."""
     if backend_off != "none":
-        monkeypatch.setattr(folding, "_fbgemm_ok", lambda: False)
+        monkeypatch.setattr(kernels, "_fbgemm_ok", lambda: False)
     if backend_off == "fbgemm+weight_only":
-        real = folding._has_op
-        monkeypatch.setattr(folding, "_has_op", lambda ns, name: False if name == "_weight_int8pack_mm" else real(ns, name))
+        real = kernels._has_op
+        monkeypatch.setattr(kernels, "_has_op", lambda ns, name: False if name == "_weight_int8pack_mm" else real(ns, name))
     torch.manual_seed(0)
     w, b = torch.randn(256, 512) * 0.05, torch.randn(256) * 0.1
     x = torch.rand(3, 512)
@@ -139,10 +139,10 @@ def test_int8_backends_agree(monkeypatch, backend_off, relu):
 def test_onednn_and_aten_paths_agree(monkeypatch, precision):
     torch.manual_seed(0)
     w, b = torch.randn(600, 700) * 0.05, torch.randn(600) * 0.1
-    dt = folding.ACTIVATION_DTYPES[precision]
+    dt = get_precision(precision).activation_dtype
     x = torch.rand(2, 700).to(dt)
     fast = pack_linear(w, b, precision, torch.device("cpu"), True)(x).float()
-    monkeypatch.setattr(folding, "_onednn_ok", lambda: False)
+    monkeypatch.setattr(kernels, "_onednn_ok", lambda: False)
     plain = pack_linear(w, b, precision, torch.device("cpu"), True)(x).float()
     tol = 1e-4 if precision == "fp32" else 0.05
     assert (fast - plain).abs().max().item() <= tol

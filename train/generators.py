@@ -3,8 +3,10 @@
 All takes are concatenated into one tensor on the training device; a batch is a set
 of target frames drawn across takes. Window indices are clamped to each take's first
 and last frame, which *is* edge (replicate) padding at sequence boundaries, the same
-convention the streaming lifter uses. The causal shift is explicit: a causal window
-ends at its target frame, a symmetric one is centred on it.
+convention the streaming lifter uses. The shift is explicit: a window has
+``receptive_field - 1 - future_frames`` frames before its target frame and
+``future_frames`` after it (a causal window ends at its target, a symmetric one is
+centred on it).
 
 Each window is seen through a freshly drawn virtual camera (see train/cameras.py), so
 the model sees the motion from every direction, distance, lens and image size.
@@ -46,6 +48,8 @@ class WindowSampler:
     Args:
         receptive_field: input frames per output frame.
         causal: causal windows end at the target frame; symmetric ones are centred on it.
+        future_frames: frames after the target frame (the model's ``future_frames``);
+            overrides ``causal`` when given.
         chunk: consecutive output frames per sample (1 for the strided twin; more for
             training the dilated model on chunks, which costs less per output frame).
         flip: mirror half of the samples (image x, left/right joints and camera).
@@ -54,7 +58,8 @@ class WindowSampler:
 
     def __init__(self, takes: list[Take], receptive_field: int, causal: bool, chunk: int = 1,
                  device: str | torch.device = "cpu", flip: bool = True, corruption: Corruption = Corruption(),
-                 camera_ranges: CameraRanges = CameraRanges(), distortion: bool = True) -> None:
+                 camera_ranges: CameraRanges = CameraRanges(), distortion: bool = True,
+                 future_frames: int | None = None) -> None:
         if not takes:
             raise ValueError("no takes to sample from")
         self.device = torch.device(device)
@@ -73,7 +78,9 @@ class WindowSampler:
         self.camera_ranges = camera_ranges
         self.distortion = distortion
         self.flip_perm = torch.from_numpy(flip_permutation()).to(self.device)
-        self.left_pad = receptive_field - 1 if causal else (receptive_field - 1) // 2
+        if future_frames is None:
+            future_frames = 0 if causal else (receptive_field - 1) // 2
+        self.left_pad = receptive_field - 1 - future_frames
 
     def batches_per_epoch(self, batch_size: int) -> int:
         """An epoch sees every training frame once as an output frame (in expectation)."""

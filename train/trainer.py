@@ -143,7 +143,7 @@ class Trainer:
 
         def sampler(ts: list[Take]) -> WindowSampler:
             return WindowSampler(ts, rf, config.causal, config.chunk, self.device, config.flip, corruption,
-                                 distortion=config.distortion)
+                                 distortion=config.distortion, future_frames=self.model.config.future_frames)
 
         if config.semi_supervised:
             labeled = [t for t in train_takes if t.subject in set(config.labeled_subjects)]
