@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", metavar="OUT", default=None, help="write every figure to this JSON file")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
-    p.add_argument("--quick", action="store_true", help="short budgets and fewer sizes (< 1 minute)")
+    p.add_argument("--quick", action="store_true",
+                   help="CI smoke run (< 1 minute): short budgets, fewer sizes, 256-channel models, one torch thread")
     p.add_argument("--out-dir", metavar="DIR", default=None,
                    help="write bench.md and the PNG plots here (default: beside --json, else nothing)")
     p.set_defaults(func=run)

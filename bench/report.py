@@ -30,7 +30,8 @@ def hardware_line(r: dict) -> str:
     s = f"{h['cpu']}, {h['cores']} cores, {h['last_level_cache_mb']:.0f} MB LLC, torch {h['torch']}, {h['torch_threads']} torch threads"
     if h.get("gpu"):
         s += f"; GPU {h['gpu']} ({h['gpu_memory_gb']} GB, CUDA {h.get('cuda')})"
-    s += f"; load average {h.get('load_average_1min_at_start', 0):.1f} at start, {h.get('load_average_1min_at_end', 0):.1f} at end"
+    end = h.get("load_average_1min_at_end")
+    s += f"; load average {h.get('load_average_1min_at_start', 0):.1f} at start, " + (f"{end:.1f} at end" if end is not None else "none recorded at end")
     return s
 
 
@@ -117,8 +118,9 @@ def markdown(r: dict) -> str:
         lines += ["", f"## Webcam pipeline on a video file ({pl['video']}; {pl['precision']}, {pl['torch_threads']} torch thread)", "",
                   "| stage | ms per frame (median) |", "|---|---:|"]
         for k, v in ms.items():
-            lines.append(f"| {k} | {v:.2f} |")
-        lines.append(f"\n{1000 / ms['total']:.1f} fps from the medians ({pl['fps_wall']:.1f} fps wall clock incl. start-up); lift is {100 * pl['lift_share']:.1f} % of the frame.")
+            lines.append(f"| {'sum of the stage medians' if k == 'total' else k} | {v:.2f} |")
+        lines.append(f"\n{pl['fps_wall']:.1f} fps wall clock ({pl['frames']} frames, start-up included); the stage medians "
+                     f"sum to {ms['total']:.2f} ms; lift is {100 * pl['lift_share']:.1f} % of that sum.")
     if r.get("goals"):
         lines += ["", "## Goals", "", "| goal | measured | target | met |", "|---|---:|---|---|"]
         for g in r["goals"]:
@@ -127,7 +129,10 @@ def markdown(r: dict) -> str:
                          f"{'yes' if g['met'] else ('n/a' if g['met'] is None else '**no**')} |")
     if r.get("errors"):
         lines += ["", "## Errors", ""] + [f"- {k}: {v}" for k, v in r["errors"].items()]
-    lines.append(f"\nBench took {r.get('elapsed_s', 0):.0f} s.")
+    if "elapsed_s" in r:
+        lines.append(f"\nBench took {r['elapsed_s']:.0f} s.")
+    else:  # a run cut short leaves no elapsed time and no goals
+        lines.append("\nThe run did not finish: no elapsed time and no goals were written.")
     return "\n".join(lines) + "\n"
 
 

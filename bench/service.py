@@ -201,7 +201,7 @@ def bench_zmq(device: str = "cpu", quick: bool = False, precisions: tuple[str, .
                     combos.append((p, th))
     n_streams = 16 if quick else 64
     rates = (1000.0, 2000.0) if quick else (1000.0, 2000.0, 3000.0, 4000.0, 6000.0, 8000.0, 12000.0, 16000.0)
-    duration = (1.0 if quick else 2.0) * scale
+    duration = (0.5 if quick else 2.0) * scale
     out: dict = {"streams_for_rate": n_streams, "torch_threads_in_server": threads, "mode": "lossless (PUSH/PULL)",
                  "by_precision": {}}
     msgs = _encode_all(n_streams, 240)

@@ -30,7 +30,7 @@ def bench_streams(
                 except Exception:  # CUDA graph trouble: measure the eager step
                     lifter = StreamingLifter(model, batch_size=n, device=device, precision=p, cuda_graph=False)
             candidates[f"{p}/{n}"] = (lambda lf=lifter, xx=x: lf.step(xx))
-    # As in bench.step: short trials, report the least disturbed (judged by a neutral probe).
+    # Short trials as in bench.step, but here the one whose neutral probe read fastest is reported.
     probe = probe or (lambda: None)
     candidates["probe"] = probe
     n_trials = 1 if budget_s < 4 else 3

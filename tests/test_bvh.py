@@ -130,9 +130,39 @@ def test_shared_take_to_h36m(mocap_dir):
     thigh = np.linalg.norm(joints[:, 1] - joints[:, 2], axis=1)
     np.testing.assert_allclose(thigh, thigh[0], atol=1e-6)  # rigid bones
     assert 0.3 < thigh[0] < 0.5
-    # interpolated resampling (25 fps) agrees with exact subsampling where they coincide
-    j25 = load_h36m_positions(bvh, fps=24)
-    np.testing.assert_allclose(j25[1], load_h36m_positions(bvh, fps=120)[5], atol=1e-6)
+    # exact subsampling (120 -> 24 fps, every 5th frame) agrees with the full rate
+    j24 = load_h36m_positions(bvh, fps=24)
+    np.testing.assert_allclose(j24[1], load_h36m_positions(bvh, fps=120)[5], atol=1e-6)
+
+
+def _linear_take(tmp_path, frames=25):
+    """SIMPLE's skeleton at 120 fps whose root moves 1 cm in x and 2 cm in z per frame."""
+    header = SIMPLE.split("MOTION")[0]
+    rows = "\n".join(f"{f} 0 {2 * f} 0 0 0 0 0 0 0 0 0" for f in range(frames))
+    return read_bvh(write(tmp_path, f"{header}MOTION\nFrames: {frames}\nFrame Time: 0.00833333\n{rows}\n"))
+
+
+def test_interpolated_resampling_of_a_linear_motion(tmp_path):
+    """120 -> 25 fps is not an integer ratio: output frame k sits at source frame 4.8 k, and
+    for a linear motion the linearly interpolated joints are known exactly."""
+    from poselift.model.skeleton import H36M_JOINT_NAMES
+    from poselift.train.bvh_mapping import SkeletonMapping
+
+    bvh = _linear_take(tmp_path)
+    # every H36M joint is the root, except the head, which is the arm joint (a fixed offset)
+    mapping = SkeletonMapping({n: ("arm",) if n == "head" else ("hip",) for n in H36M_JOINT_NAMES},
+                              unit_scale=0.01, drop_first_frame=False)
+    j25 = load_h36m_positions(bvh, fps=25, mapping=mapping)
+    # source frames 0, 4.8, 9.6, 14.4, 19.2, 24 -> root x = 1 cm per source frame, z = 2 cm
+    assert j25.shape == (6, 17, 3)
+    np.testing.assert_allclose(j25[:, 0, 0], [0.0, 0.048, 0.096, 0.144, 0.192, 0.24], atol=1e-6)
+    np.testing.assert_allclose(j25[:, 0, 2], [0.0, 0.096, 0.192, 0.288, 0.384, 0.48], atol=1e-6)
+    np.testing.assert_allclose(j25[:, 0, 1], 0.0, atol=1e-9)
+    # the arm joint (head) rides along at its rest offset: spine (0, 10, 0) + arm (5, 0, 0) cm
+    np.testing.assert_allclose(j25[:, 10] - j25[:, 0], np.tile([0.05, 0.10, 0.0], (6, 1)), atol=1e-6)
+    # the phase shifts the grid: 120 -> 25 fps from source frame 2.5
+    jp = load_h36m_positions(bvh, fps=25, mapping=mapping, phase=2.5)
+    np.testing.assert_allclose(jp[:, 0, 0], [0.025, 0.073, 0.121, 0.169, 0.217], atol=1e-6)
 
 
 def test_subjects_split_and_proportions(mocap_dir):

@@ -2,9 +2,13 @@
 
 import json
 
+import numpy as np
+import pytest
 import torch
 
-from poselift.model import save_checkpoint
+from poselift.model import lift_sequence, load_checkpoint, save_checkpoint
+from poselift.model.normalization import normalize_screen
+from poselift.train.h36m_npz import load_videopose3d
 from tests.helpers import random_model
 from tests.test_h36m_npz import _make_data, _write
 
@@ -18,8 +22,25 @@ def test_eval_cli_on_videopose3d_npz(tmp_path, capsys):
                  "--json", str(tmp_path / "e.json")]) == 0
     out = capsys.readouterr().out
     figures = json.loads((tmp_path / "e.json").read_text())
-    assert figures["frames"] > 0 and all(k in figures for k in ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve"))
-    assert len(figures["per_take"]) == 4 and "average" in out  # 2 subjects x 2 actions, cameras pooled
+    # takes of 20, 21, 22, 23 frames (S1 then S9, two actions each), 4 cameras each, pooled per take
+    assert figures["frames"] == 4 * (20 + 21 + 22 + 23)
+    assert {k: v["frames"] for k, v in figures["per_take"].items()} == {
+        "S1/Walking": 80, "S1/Eating 2": 84, "S9/Walking": 88, "S9/Eating 2": 92}
+    # P1 and MPJVE recomputed here from their definitions: the model lifts the file's 2D
+    # (normalised by image width), the truth is the camera-frame 3D made root-relative
+    model = load_checkpoint(tmp_path / "m.pt").model
+    err, vel, n_vel = [], 0.0, 0
+    for take in load_videopose3d(p3, p2):
+        kp = torch.from_numpy(normalize_screen(take.keypoints_2d, take.width, take.height))
+        pred = lift_sequence(model, kp[None].float())[0].double().numpy()
+        gt = take.positions_3d_camera - take.positions_3d_camera[:, :1]
+        err.append(np.linalg.norm(pred - gt, axis=-1).mean(axis=-1))
+        vel += np.linalg.norm(np.diff(pred, axis=0) - np.diff(gt, axis=0), axis=-1).mean(axis=-1).sum()
+        n_vel += len(gt) - 1
+    assert figures["mpjpe"] == pytest.approx(np.concatenate(err).mean(), rel=1e-5)
+    assert figures["mpjve"] == pytest.approx(vel / n_vel, rel=1e-5)
+    assert figures["p_mpjpe"] <= figures["mpjpe"]  # Procrustes alignment can only help
+    assert f"{figures['mpjpe'] * 1e3:.1f}" in out.split("average")[1]  # the table prints the same figure
 
 
 def test_flip_tta_averages_with_the_mirrored_prediction():

@@ -189,7 +189,60 @@ def test_loaded_camera_frame_round_trip_and_projection(files):
         px = project_to_pixels(take.positions_3d_camera, take.intrinsics)
         assert np.all(np.isfinite(px))
         assert np.all((px > -0.5 * take.width) & (px < 1.5 * take.width))
-        np.testing.assert_allclose(px, take.keypoints_2d, atol=0.05)  # the file's 2D came from this camera
+        if (take.subject, take.camera_index) in PUBLIC_S1:  # the file's 2D, against the hand-written camera
+            np.testing.assert_allclose(_project_by_hand(take.positions_3d_world, *PUBLIC_S1[take.subject, take.camera_index]),
+                                       take.keypoints_2d, atol=0.05)
+    assert {(t.subject, t.camera_index) for t in load_videopose3d(p3, p2)} >= set(PUBLIC_S1)
+
+
+# Human3.6M S1, cameras 54138969 and 55011271, as published with VideoPose3D
+# (h36m_dataset.py): quaternion (w, x, y, z) rotating camera axes into world axes, camera
+# centre in mm, then the intrinsics (pixels) and distortion of each camera.
+PUBLIC_S1 = {
+    ("S1", 0): ((0.1407056450843811, -0.1500701755285263, -0.755240797996521, 0.6223280429840088),
+                (1841.1070556640625, 4955.28466796875, 1563.4454345703125),
+                (1145.0494384765625, 1143.7811279296875), (512.54150390625, 515.4514770507812),
+                (-0.20709891617298126, 0.24777518212795258, -0.0030751503072679043),
+                (-0.0009756988729350269, -0.00142447161488235)),
+    ("S1", 1): ((0.6157187819480896, -0.764836311340332, -0.14833825826644897, 0.11794740706682205),
+                (1761.278564453125, -5078.0068359375, 1606.2650146484375),
+                (1149.6756591796875, 1147.5916748046875), (508.8486328125, 508.0649108886719),
+                (-0.1942136287689209, 0.2404085397720337, 0.006819975562393665),
+                (-0.0016190266469493508, -0.0027408944442868233)),
+}
+
+
+# _project_by_hand of the capture centre (0, 0, 0) and a point 1.8 m above it, in pixels
+LITERAL_S1_CAM0 = [[440.3573, 629.3747], [446.4505, 246.6555]]
+LITERAL_S1_CAM1 = [[560.4697, 594.3332], [564.5189, 216.2839]]
+
+
+def _project_by_hand(world_m, q, centre_mm, f, c, k, p):
+    """World metres -> pixels, written out: rotation matrix of q, X_cam = R^T (X - C), then
+    the pinhole with VideoPose3D's distortion (x, y) (1 + k1 r2 + k2 r4 + k3 r6 + p1 x + p2 y) + (p1, p2) r2."""
+    w, x, y, z = np.asarray(q) / np.linalg.norm(q)
+    R = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                  [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                  [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    cam = (np.asarray(world_m, np.float64) - np.asarray(centre_mm) / 1000.0) @ R  # rows: R^T (X - C)
+    u, v = cam[..., 0] / cam[..., 2], cam[..., 1] / cam[..., 2]
+    r2 = u * u + v * v
+    scale = 1 + k[0] * r2 + k[1] * r2 ** 2 + k[2] * r2 ** 3 + p[0] * u + p[1] * v
+    ud, vd = u * scale + p[0] * r2, v * scale + p[1] * r2
+    return np.stack([f[0] * ud + c[0], f[1] * vd + c[1]], axis=-1)
+
+
+@pytest.mark.parametrize("camera", [0, 1])
+def test_projection_matches_hand_computed_public_cameras(camera):
+    """The module's world->camera->pixels against the projection written out above, and
+    against pixel values computed once from it (a person at the capture centre)."""
+    points = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.8], [0.5, -0.3, 1.0], [-1.2, 0.8, 0.2]])
+    want = _project_by_hand(points, *PUBLIC_S1["S1", camera])
+    intr, extr = camera_parameters("S1", camera)
+    got = project_to_pixels(world_to_camera(points, extr["orientation"], extr["translation"]), intr)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    literal = {0: LITERAL_S1_CAM0, 1: LITERAL_S1_CAM1}[camera]
+    np.testing.assert_allclose(got[:2], literal, atol=1e-3)
 
 
 def test_projection_behind_camera_is_nan():

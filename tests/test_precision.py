@@ -1,15 +1,19 @@
 """Each precision stays close to fp32, and the weight-format layer is swappable.
 
-Tolerances (per joint, Euclidean, millimetres; outputs are metres):
+Tolerances (per joint, Euclidean, millimetres; outputs are metres), on the shipped causal
+checkpoint streaming the bundled demo clip (a held-out CMU take; deterministic: the same
+figures at 1 and 2 torch threads, run after run). Measured, single stream / two batched:
 
-* bf16 (bf16 weights and activations, fp32 accumulation): mean <= 5 mm, max <= 30 mm
+* bf16 (bf16 weights and activations, fp32 accumulation): mean 0.29 / 0.31, max 1.42 / 1.57
+  -> bound mean <= 0.65 mm, max <= 3.2 mm
 * int8 (per-output-channel int8 weights, dynamically quantised uint8 activations):
-  mean <= 5 mm, max <= 30 mm
+  mean 0.73 / 0.75, max 3.09 / 4.38 -> bound mean <= 1.5 mm, max <= 9.0 mm
 
-On the shipped causal checkpoint when ``model/weights/causal.pt`` exists (on the
-validation split when the mocap data is there, also checking that P1 moves by at most
-1 mm), else on a random model with realistic batch-norm statistics. The bench measures
-the same figures on the full validation split (``int8_p1_delta_mm``).
+(The validation split gives 0.24 / 3.0 mm for bf16 and 0.40 / 6.2 mm for int8; see the
+README.) Without the shipped checkpoint a random model with realistic batch-norm
+statistics is used, with the older loose bounds (5 mm mean, 30 mm max). With the mocap
+data, P1 must move by at most 1 mm. The bench measures the same figures on the full
+validation split (``int8_p1_delta_mm``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from poselift.model.precision import get_precision, resolve_precision
 from tests.helpers import random_model
 
 CAUSAL = Path(__file__).resolve().parents[1] / "model" / "weights" / "causal.pt"
-TOL_MM = {"bf16": (5.0, 30.0), "int8": (5.0, 30.0)}
+TOL_MM = {"shipped": {"bf16": (0.65, 3.2), "int8": (1.5, 9.0)},
+          "random": {"bf16": (5.0, 30.0), "int8": (5.0, 30.0)}}  # (mean, max) mm, see above
 
 
 def _model():
@@ -46,19 +51,28 @@ def _inputs(frames: int = 90) -> torch.Tensor:
     return base + walk
 
 
+def _clip_inputs() -> torch.Tensor:
+    """The bundled demo clip (300 frames, H36M-17 pixels), normalised: (1, 300, 17, 2)."""
+    from poselift.model.normalization import normalize_screen
+    from poselift.stream.sources import DEMO_CLIP, load_clip
+
+    clip = load_clip(DEMO_CLIP)
+    return torch.from_numpy(normalize_screen(clip.keypoints, clip.width, clip.height)).float()[None]
+
+
 def _deviation_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).norm(dim=-1) * 1000
 
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_precision_close_to_fp32(precision):
-    model, _ = _model()
-    x = _inputs()
+    model, kind = _model()
+    x = _clip_inputs()[:, :90]
     ref = lift_sequence(model, x)
     lifter = StreamingLifter(model, device="cpu", precision=precision)
     out = torch.stack([lifter.step(x[:, t]) for t in range(x.shape[1])], dim=1)
     d = _deviation_mm(out, ref)
-    mean_tol, max_tol = TOL_MM[precision]
+    mean_tol, max_tol = TOL_MM[kind][precision]
     assert d.mean().item() <= mean_tol, f"{precision}: mean deviation {d.mean():.2f} mm"
     assert d.max().item() <= max_tol, f"{precision}: max deviation {d.max():.2f} mm"
     assert d.max().item() > 0  # it really ran in reduced precision
@@ -66,14 +80,15 @@ def test_precision_close_to_fp32(precision):
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_batched_streams_in_reduced_precision(precision):
-    model, _ = _model()
-    x = torch.cat([_inputs(40), _inputs(40).flip(1)])
+    model, kind = _model()
+    clip = _clip_inputs()
+    x = torch.cat([clip[:, 100:140], clip[:, 200:240]])
     ref = lift_sequence(model, x)
     lifter = StreamingLifter(model, batch_size=2, device="cpu", precision=precision)
     out = torch.stack([lifter.step(x[:, t]) for t in range(40)], dim=1)
-    mean_tol, max_tol = TOL_MM[precision]
+    mean_tol, max_tol = TOL_MM[kind][precision]
     d = _deviation_mm(out, ref)
-    assert d.mean().item() <= mean_tol and d.max().item() <= max_tol
+    assert d.mean().item() <= mean_tol and d.max().item() <= max_tol, (d.mean().item(), d.max().item())
 
 
 def test_int8_p1_change_on_validation_data(mocap_dir):

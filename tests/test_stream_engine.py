@@ -112,11 +112,25 @@ def test_engine_on_cuda_with_restart_and_trajectory(causal):
 
 
 def test_non_finite_model_output_is_never_valid():
+    """The engine's non-finite guard: a model whose output overflows for one stream only.
+
+    The expand weights are scaled by 1e30, so ordinary keypoints still give finite (huge)
+    poses, while keypoints of 3e38 px (finite, and valid for the engine's intake) overflow
+    to inf and then NaN inside the network. That stream's pose must be marked invalid; the
+    other stream in the same batch stays valid."""
     model = random_model((3,), causal=True, channels=8)
-    eng = LiftEngine(model)
-    kp = np.full((17, 2), 3e38)  # passes nothing in the protocol (too far), but the engine must cope anyway
-    (pose,) = eng.process([Frame2D("s", 0, 0.0, "h36m17", 640, 480, kp)])
-    assert not pose.valid or np.isfinite(pose.joints).all()
+    kp = project(synthetic_poses(1, seed=0))[0]
+    huge = np.full((17, 2), 3e38)
+    frames = [Frame2D("ok", 0, 0.0, "h36m17", WIDTH, HEIGHT, kp), Frame2D("bad", 0, 0.0, "h36m17", WIDTH, HEIGHT, huge)]
+    # the input alone does not trip anything: the plain model lifts it to a finite, valid pose
+    plain = {p.stream: p for p in LiftEngine(model, max_streams=2).process(frames)}
+    assert plain["bad"].valid and np.isfinite(plain["bad"].joints).all()
+    with torch.no_grad():
+        model.expand_conv.weight.mul_(1e30)
+    got = {p.stream: p for p in LiftEngine(model, max_streams=2).process(frames)}
+    assert not np.isfinite(got["bad"].joints).all()  # the model really produced NaN/inf here
+    assert not got["bad"].valid
+    assert got["ok"].valid and np.isfinite(got["ok"].joints).all()
 
 
 def _frames(stream, kp, start=0):

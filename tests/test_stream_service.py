@@ -374,22 +374,28 @@ def test_busy_port_is_a_clear_error():
         server.close()
 
 
+# Largest per-joint deviation from fp32 (Euclidean, mm) on the 12 frames below: measured
+# 2.08 (bf16) and 0.81 (int8), the same on every run (deterministic inputs and kernels); a
+# one-frame shift of the fp32 output moves a joint by up to 4.04 mm. Bounds in between.
+PRECISION_MAX_MM = {"bf16": 3.0, "int8": 1.5}
+
+
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_precision_is_passed_to_the_streaming_lifter(precision):
-    import inspect
-
-    from poselift.model import StreamingLifter
-
-    if "precision" not in inspect.signature(StreamingLifter.__init__).parameters:
-        pytest.skip("this model core has no precision option")
     model = random_model((3, 3), causal=True, channels=32)
     kp = project(synthetic_poses(12))
     frames = [Frame2D("s", t, 0.0, "h36m17", WIDTH, HEIGHT, kp[t]) for t in range(12)]
     ref = np.stack([p.joints for p in LiftEngine(model).process(frames)])
     eng = LiftEngine(model, precision=precision)
-    assert str(getattr(eng.lifter, "precision", precision)) == precision
+    assert eng.lifter.precision == precision
     got = np.stack([p.joints for p in eng.process(frames)])
-    assert np.abs(got - ref).max() < 0.05
+
+    def worst_mm(a, b):
+        return np.linalg.norm(a - b, axis=-1).max() * 1000
+
+    bound = PRECISION_MAX_MM[precision]
+    assert worst_mm(ref[1:], ref[:-1]) > 1.2 * bound  # the bound would catch a one-frame shift
+    assert 0 < worst_mm(got, ref) <= bound
 
 
 def test_internal_error_in_one_message_does_not_stop_the_server(monkeypatch):

@@ -89,13 +89,31 @@ def test_strided_twin_shares_weights_in_training_mode():
     assert twin.expand_conv.weight is dilated.expand_conv.weight
     twin.train(); dilated.train()
     x = torch.randn(8, 9, 17, 2)
-    # batch statistics differ between layouts only through which positions are seen;
-    # with one window per sample both see the same positions for the last block
+    seen = {}
+    twin.expand_bn.register_forward_hook(lambda m, i, o: seen.update(bn_in=i[0].detach().clone(), bn_out=o.detach().clone()))
     out_s = twin(x)
+    assert out_s.shape == (8, 1, 17, 3)
+    # training mode normalises with the batch's own statistics (over batch and time), per channel
+    z = seen["bn_in"]  # (8, 16, 3): the expand conv at stride 3 gives 3 positions per window
+    assert z.shape == (8, 16, 3)
+    mean, var = z.mean(dim=(0, 2)), z.var(dim=(0, 2), unbiased=False)
+    want = (z - mean[None, :, None]) / torch.sqrt(var[None, :, None] + twin.expand_bn.eps)
+    torch.testing.assert_close(seen["bn_out"], want, atol=1e-5, rtol=1e-5)
+    # ... and updates the running statistics, which the dilated model reads (one shared buffer)
+    m = twin.expand_bn.momentum
+    torch.testing.assert_close(dilated.expand_bn.running_mean, m * mean, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(dilated.expand_bn.running_var, (1 - m) + m * z.var(dim=(0, 2), unbiased=True),
+                               atol=1e-6, rtol=1e-5)
+    # the same weights: a change through the twin is the dilated model's change, and so are gradients
     with torch.no_grad():
         twin.expand_conv.weight.add_(1.0)
     assert torch.equal(dilated.expand_conv.weight, twin.expand_conv.weight)
-    assert out_s.shape == (8, 1, 17, 3)
+    twin(x).sum().backward()
+    assert dilated.shrink.weight.grad is not None and dilated.shrink.weight.grad.abs().sum() > 0
+    # in eval mode both layouts read the running statistics and agree exactly
+    dilated.eval()
+    twin.eval()
+    torch.testing.assert_close(twin(x), dilated(x), atol=1e-5, rtol=1e-5)
 
 
 def test_strided_rejects_wrong_window():
