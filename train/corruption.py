@@ -45,7 +45,7 @@ DEFAULT_OFFSET_UP: tuple[float, ...] = (
 # Std of the per-sequence systematic offset across the body (along the hip or shoulder
 # line), as a fraction of that width; hips and shoulders move symmetrically (the width changes).
 DEFAULT_OFFSET_ACROSS: tuple[float, ...] = (
-    0.0, 0.15, 0.04, 0.04, 0.15, 0.04, 0.04, 0.0, 0.0, 0.05, 0.05, 0.15, 0.04, 0.04, 0.15, 0.04, 0.04)
+    0.0, 0.15, 0.04, 0.04, 0.15, 0.04, 0.04, 0.0, 0.0, 0.05, 0.05, 0.20, 0.04, 0.04, 0.20, 0.04, 0.04)
 
 _DERIVED = {"pelvis": ("left_hip", "right_hip"), "thorax": ("left_shoulder", "right_shoulder"),
             "spine": ("left_hip", "right_hip", "left_shoulder", "right_shoulder")}
@@ -70,7 +70,7 @@ class DetectorNoise:
     clean_prob: float = 0.1
     drift_std: float = 0.02  # stationary std per axis of the slow error (x joint scale)
     drift_frames: float = 10.0  # correlation time of the slow error: autocorrelation exp(-k / drift_frames)
-    white_std: float = 0.005  # std per axis of the frame-to-frame jitter (x joint scale)
+    white_std: float = 0.004  # std per axis of the frame-to-frame jitter (x joint scale)
     jump_prob: float = 0.001  # chance per joint and frame that a gross error starts
     jump_std: float = 0.3  # std per axis of a gross error's displacement (x joint scale)
     jump_frames: int = 6  # a gross error lasts 1..jump_frames frames

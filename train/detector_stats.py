@@ -38,12 +38,26 @@ def highpass_jitter(kp: np.ndarray) -> np.ndarray:
     return np.sqrt(np.nanmean(norm ** 2, axis=0)) / torso
 
 
-def placement_ratios(kp: np.ndarray, frontal: float = 0.6) -> dict[str, float]:
+def second_difference_autocorr(kp: np.ndarray) -> np.ndarray:
+    """(17,) lag-1 autocorrelation of each joint's second difference.
+
+    White noise gives -2/3 (the (1, -2, 1) kernel), smooth motion a positive value, so
+    where a detector's figure lies between the two tells how much of its high-pass
+    residual is noise: with motion autocorrelation ``r_m`` (from mocap) and measured
+    ``r``, the noise share of the residual power is ``(r_m - r) / (r_m + 2/3)``.
+    """
+    acc = kp[2:] - 2 * kp[1:-1] + kp[:-2]
+    acc = acc - np.nanmean(acc, axis=0)
+    num = np.nansum(acc[1:] * acc[:-1], axis=(0, 2))
+    return num / np.nansum(acc * acc, axis=(0, 2))
+
+
+def placement_ratios(kp: np.ndarray, frontal: float = 0.8) -> dict[str, float]:
     """Median hip-width / shoulder-width, hip-width / torso and nose-above-thorax / torso.
 
-    Only frames where the shoulders are wide in the image (shoulder width above
-    ``frontal`` torso lengths, i.e. seen roughly from the front or back) count, so the
-    ratios describe where the joints sit, not how the body is turned.
+    Only frames where the shoulders look wide (shoulder width / torso above ``frontal``
+    times its 90th percentile in the sequence, i.e. seen roughly from the front or
+    back) count, so the ratios describe where the joints sit, not how the body turns.
     """
     torso = torso_length(kp)
     hip_w = np.linalg.norm(kp[:, J["left_hip"]] - kp[:, J["right_hip"]], axis=-1)
@@ -52,7 +66,8 @@ def placement_ratios(kp: np.ndarray, frontal: float = 0.6) -> dict[str, float]:
     hips = (kp[:, J["left_hip"]] + kp[:, J["right_hip"]]) / 2
     up = (thorax - hips) / np.maximum(torso, 1e-9)[:, None]
     nose_up = ((kp[:, J["neck_nose"]] - thorax) * up).sum(-1) / np.maximum(torso, 1e-9)
-    keep = (sh_w / np.maximum(torso, 1e-9) > frontal) & np.isfinite(hip_w) & np.isfinite(sh_w)
+    wide = sh_w / np.maximum(torso, 1e-9)
+    keep = (wide > frontal * np.nanpercentile(wide, 90)) & np.isfinite(hip_w) & np.isfinite(sh_w)
     if not keep.any():
         return {"frames": 0}
     return {"frames": int(keep.sum()),
