@@ -58,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="weight of the acceleration error term (needs --chunk >= 3)")
     p.add_argument("--val-detector-noise", type=float, default=0.0,
                    help="also validate every epoch with detector-like corruption of this strength")
+    p.add_argument("--init", default="", help="fine-tune: start from this checkpoint's weights (same architecture)")
     p.add_argument("--no-flip", action="store_true", help="disable flip augmentation")
     p.add_argument("--no-distortion", action="store_true", help="train with distortion-free cameras")
     p.add_argument("--validation-subjects", type=_subjects, default=None, help="comma list (default 09,12,94)")
@@ -114,7 +115,8 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed, max_batches_per_epoch=args.max_batches, train_subjects=args.train_subjects, semi_supervised=args.semi_supervised,
         labeled_subjects=args.labeled, warmup_epochs=args.warmup_epochs, half_weights=args.half,
         detector_noise=args.detector_noise, velocity_loss_weight=args.velocity_weight,
-        acceleration_loss_weight=args.acceleration_weight, val_detector_noise=args.val_detector_noise, **kwargs)
+        acceleration_loss_weight=args.acceleration_weight, val_detector_noise=args.val_detector_noise,
+        init_from=args.init, **kwargs)
     result = train(config, args.out, resume=args.resume, device=args.device)
     if result.interrupted:
         return 130

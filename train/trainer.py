@@ -82,6 +82,7 @@ class TrainConfig:
     velocity_loss_weight: float = 0.0  # weight of the velocity error term (needs chunk >= 2)
     acceleration_loss_weight: float = 0.0  # weight of the acceleration error term (needs chunk >= 3)
     val_detector_noise: float = 0.0  # also validate with DetectorNoise at this strength (0 = clean only)
+    init_from: str = ""  # fine-tune: start from this checkpoint's weights (same architecture)
     half_weights: bool = False  # store the final model checkpoint in fp16
 
     def corruption(self) -> Corruption:
@@ -151,6 +152,8 @@ class Trainer:
             raise ValueError("no training takes left after the validation split")
         torch.manual_seed(config.seed)
         self.model = TemporalModel(config.model_config()).to(self.device)
+        if config.init_from:
+            self._load_initial_weights(config.init_from)
         self.trajectory_model: TemporalModel | None = None
         params = list(self.model.parameters())
         rf = self.model.receptive_field()
@@ -181,6 +184,16 @@ class Trainer:
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self._train_mpjve: torch.Tensor | None = None  # last batch's MPJVE (chunk > 1), for the log
+
+    def _load_initial_weights(self, path: str) -> None:
+        """Fine-tuning starts from a checkpoint's weights; its architecture must be the one configured."""
+        from poselift.model import load_checkpoint
+
+        loaded = load_checkpoint(path).model
+        if loaded.config != self.model.config:
+            raise ValueError(f"{path}: its architecture {loaded.config} differs from the configured "
+                             f"{self.model.config}; pass the same --arch/--channels/--causal")
+        self.model.load_state_dict({k: v.to(self.device) for k, v in loaded.state_dict().items()})
 
     # ------------------------------------------------------------------ forward
     def _net(self, model: TemporalModel):
