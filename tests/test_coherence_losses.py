@@ -2,7 +2,6 @@
 frames), their wiring into the trainer and the CLI, and MPJVE in the logs."""
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ from poselift.train.dataset import load_takes
 from poselift.train.generators import WindowSampler
 from poselift.train.metrics import temporal_difference_loss
 from poselift.train.trainer import TrainConfig, Trainer, train
+from tests.helpers import TINY_TRAIN_ARGS, two_take_dataset
 
 
 @pytest.fixture(scope="module")
@@ -105,15 +105,11 @@ def test_detector_noise_reaches_training_batches(small_takes):
 def test_cli_flags_reach_the_config(tmp_path, mocap_dir, capsys):
     from poselift.cli import main
 
-    data = tmp_path / "data"
-    for sub, take in (("subject_05", "05_01"), ("subject_06", "06_01")):
-        (data / sub).mkdir(parents=True)
-        shutil.copy(mocap_dir / sub / f"{take}.bvh.gz", data / sub)
+    data = two_take_dataset(mocap_dir, tmp_path)
     out = tmp_path / "m.pt"
-    assert main(["train", "--data", str(data), "--arch", "3,3", "--causal", "--channels", "16", "--epochs", "1",
-                 "--batch-size", "16", "--max-batches", "2", "--variants", "0", "--validation-subjects", "06",
+    assert main(["train", "--data", str(data), *TINY_TRAIN_ARGS, "--batch-size", "16", "--variants", "0",
                  "--chunk", "4", "--velocity-weight", "0.5", "--acceleration-weight", "0.25",
-                 "--detector-noise", "1.5", "--val-detector-noise", "1", "--device", "cpu", "--out", str(out)]) == 0
+                 "--detector-noise", "1.5", "--val-detector-noise", "1", "--out", str(out)]) == 0
     log = capsys.readouterr()
     assert "MPJVE" in log.out + log.err and "detector-noisy" in log.out + log.err
     from poselift.model import load_checkpoint
