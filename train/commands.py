@@ -59,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val-detector-noise", type=float, default=0.0,
                    help="also validate every epoch with detector-like corruption of this strength")
     p.add_argument("--init", default="", help="fine-tune: start from this checkpoint's weights (same architecture)")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="keep batch-norm statistics fixed (fine-tuning with small batches of chunks)")
     p.add_argument("--no-flip", action="store_true", help="disable flip augmentation")
     p.add_argument("--no-distortion", action="store_true", help="train with distortion-free cameras")
     p.add_argument("--validation-subjects", type=_subjects, default=None, help="comma list (default 09,12,94)")
@@ -116,7 +118,7 @@ def run_train(args: argparse.Namespace) -> int:
         labeled_subjects=args.labeled, warmup_epochs=args.warmup_epochs, half_weights=args.half,
         detector_noise=args.detector_noise, velocity_loss_weight=args.velocity_weight,
         acceleration_loss_weight=args.acceleration_weight, val_detector_noise=args.val_detector_noise,
-        init_from=args.init, **kwargs)
+        init_from=args.init, freeze_batch_norm=args.freeze_bn, **kwargs)
     result = train(config, args.out, resume=args.resume, device=args.device)
     if result.interrupted:
         return 130

@@ -83,6 +83,7 @@ class TrainConfig:
     acceleration_loss_weight: float = 0.0  # weight of the acceleration error term (needs chunk >= 3)
     val_detector_noise: float = 0.0  # also validate with DetectorNoise at this strength (0 = clean only)
     init_from: str = ""  # fine-tune: start from this checkpoint's weights (same architecture)
+    freeze_batch_norm: bool = False  # keep BN running statistics fixed (small-batch fine-tuning)
     half_weights: bool = False  # store the final model checkpoint in fp16
 
     def corruption(self) -> Corruption:
@@ -190,9 +191,9 @@ class Trainer:
         from poselift.model import load_checkpoint
 
         loaded = load_checkpoint(path).model
-        if loaded.config != self.model.config:
+        if dataclasses.replace(loaded.config, dropout=self.model.config.dropout) != self.model.config:
             raise ValueError(f"{path}: its architecture {loaded.config} differs from the configured "
-                             f"{self.model.config}; pass the same --arch/--channels/--causal")
+                             f"{self.model.config}; pass the same --arch/--channels/--causal (dropout may differ)")
         self.model.load_state_dict({k: v.to(self.device) for k, v in loaded.state_dict().items()})
 
     # ------------------------------------------------------------------ forward
@@ -237,6 +238,8 @@ class Trainer:
             if m is not None:
                 m.set_bn_momentum(momentum)
                 m.train()
+                if cfg.freeze_batch_norm:
+                    freeze_batch_norm(m)
         n_batches = self.sampler.batches_per_epoch(cfg.batch_size)
         if cfg.max_batches_per_epoch:
             n_batches = min(n_batches, cfg.max_batches_per_epoch)
@@ -323,6 +326,17 @@ class Trainer:
                                                            "val_noisy_mpjpe", "val_noisy_mpjve") if k in last}
         save_checkpoint(out, self.model, fps=self.config.fps, training=training,
                         trajectory_model=self.trajectory_model, half=self.config.half_weights)
+
+
+def freeze_batch_norm(model: torch.nn.Module) -> None:
+    """Put every batch-norm layer in eval mode: normalise with the running statistics and
+    leave them as they are. Fine-tuning a model trained as the strided twin on small
+    batches of chunks needs this: a few dozen chunk samples give batch statistics far
+    from the running ones (their frames are correlated), and updating them moves the
+    model away from what it learnt (the affine weights still train)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False, device: str | None = None,
