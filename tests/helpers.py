@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import torch
 
 from poselift.model import TemporalModel
@@ -24,3 +27,17 @@ def random_model(filter_widths=(3, 3, 3), causal=True, channels=64, seed=0) -> T
     torch.manual_seed(seed)
     model = TemporalModel(filter_widths=filter_widths, causal=causal, channels=channels)
     return randomize_batch_norm(model, seed).eval()
+
+
+def two_take_dataset(mocap_dir: Path, root: Path) -> Path:
+    """A tiny BVH folder under ``root``: take 05_01 (training) and 06_01 (validation subject 06)."""
+    data = root / "data"
+    for sub, take in (("subject_05", "05_01"), ("subject_06", "06_01")):
+        (data / sub).mkdir(parents=True)
+        shutil.copy(mocap_dir / sub / f"{take}.bvh.gz", data / sub)
+    return data
+
+
+# A causal 16-channel, RF 9 model for one short epoch on CPU, validating on subject 06.
+TINY_TRAIN_ARGS: tuple[str, ...] = ("--arch", "3,3", "--causal", "--channels", "16", "--epochs", "1",
+                                    "--max-batches", "2", "--validation-subjects", "06", "--device", "cpu")

@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import pytest
 import torch
@@ -7,6 +6,7 @@ import torch
 from poselift.model import load_checkpoint
 from poselift.train.dataset import load_takes
 from poselift.train.trainer import TrainConfig, Trainer, bn_momentum, state_path, train
+from tests.helpers import TINY_TRAIN_ARGS, two_take_dataset
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +104,10 @@ def test_semi_supervised_uses_back_projection_and_bone_terms(tmp_path, small_tak
 def test_train_and_eval_cli(tmp_path, mocap_dir, capsys):
     from poselift.cli import main
 
-    data = tmp_path / "data"
-    for sub, take in (("subject_05", "05_01"), ("subject_06", "06_01")):
-        (data / sub).mkdir(parents=True)
-        shutil.copy(mocap_dir / sub / f"{take}.bvh.gz", data / sub)
+    data = two_take_dataset(mocap_dir, tmp_path)
     out = tmp_path / "m.pt"
-    assert main(["train", "--data", str(data), "--arch", "3,3", "--causal", "--channels", "16", "--epochs", "1",
-                 "--batch-size", "32", "--max-batches", "2", "--variants", "1", "--validation-subjects", "06",
-                 "--device", "cpu", "--out", str(out)]) == 0
+    assert main(["train", "--data", str(data), *TINY_TRAIN_ARGS, "--batch-size", "32", "--variants", "1",
+                 "--out", str(out)]) == 0
     capsys.readouterr()
     assert main(["eval", str(out), "--data", str(data), "--subjects", "06", "--cameras", "2", "--device", "cpu",
                  "--json", str(tmp_path / "e.json")]) == 0

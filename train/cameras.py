@@ -17,6 +17,8 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from .corruption import DetectorNoise, detector_corrupt
+
 
 def _gen_device(generator: torch.Generator | None, fallback: torch.device) -> torch.device:
     """Draw random numbers where the generator lives (a CUDA generator keeps them on the GPU)."""
@@ -240,16 +242,20 @@ class Corruption:
     [0, noise_px], so a model sees clean and noisy input alike). ``missing_prob``: chance that a joint is missing in a frame; a missing
     joint is filled as the stream fills it (holding its last good value).
     ``swap_prob``: chance per frame that left and right are swapped.
+    ``detector``: the time-correlated, body-relative detector model of
+    :mod:`train.corruption` (applied first, to the clean keypoints; see docs/corruption.md).
     """
 
     noise_px: float = 0.0
     missing_prob: float = 0.0
     swap_prob: float = 0.0
     random_strength: bool = False  # training: each sample's noise std drawn from [0, noise_px]
+    detector: DetectorNoise | None = None
 
     @property
     def active(self) -> bool:
-        return self.noise_px > 0 or self.missing_prob > 0 or self.swap_prob > 0
+        return (self.noise_px > 0 or self.missing_prob > 0 or self.swap_prob > 0
+                or (self.detector is not None and self.detector.active))
 
 
 def corrupt_keypoints(px: torch.Tensor, size: torch.Tensor, corruption: Corruption, flip_perm: torch.Tensor,
@@ -264,6 +270,8 @@ def corrupt_keypoints(px: torch.Tensor, size: torch.Tensor, corruption: Corrupti
     def rand(*shape):
         return torch.rand(shape, generator=generator, device=_gen_device(generator, dev)).to(dev)
 
+    if corruption.detector is not None:
+        out = detector_corrupt(out, corruption.detector, flip_perm, generator)
     if corruption.swap_prob > 0:
         swap = rand(n, t) < corruption.swap_prob
         out[swap] = out[swap][:, flip_perm]

@@ -49,6 +49,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--noise-px", type=float, default=0.0, help="training 2D noise std (px per 1000 px width)")
     p.add_argument("--missing-prob", type=float, default=0.0, help="training chance of a missing joint")
     p.add_argument("--swap-prob", type=float, default=0.0, help="training chance of a left/right swap per frame")
+    p.add_argument("--detector-noise", type=float, default=0.0,
+                   help="time-correlated detector-like corruption (docs/corruption.md); each window's strength is "
+                        "drawn from [0, S], 1 = MediaPipe-like; 0 = off")
+    p.add_argument("--velocity-weight", type=float, default=0.0,
+                   help="weight of the velocity error term next to MPJPE (needs --chunk >= 2)")
+    p.add_argument("--acceleration-weight", type=float, default=0.0,
+                   help="weight of the acceleration error term (needs --chunk >= 3)")
+    p.add_argument("--val-detector-noise", type=float, default=0.0,
+                   help="also validate every epoch with detector-like corruption of this strength")
+    p.add_argument("--init", default="", help="fine-tune: start from this checkpoint's weights (same architecture)")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="keep batch-norm statistics fixed (fine-tuning with small batches of chunks)")
     p.add_argument("--no-flip", action="store_true", help="disable flip augmentation")
     p.add_argument("--no-distortion", action="store_true", help="train with distortion-free cameras")
     p.add_argument("--validation-subjects", type=_subjects, default=None, help="comma list (default 09,12,94)")
@@ -81,6 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--noise-px", type=float, default=0.0)
     e.add_argument("--missing-prob", type=float, default=0.0)
     e.add_argument("--swap-prob", type=float, default=0.0)
+    e.add_argument("--detector-noise", type=float, default=0.0,
+                   help="detector-like corruption at this strength (1 = MediaPipe-like; docs/corruption.md)")
+    e.add_argument("--max-frames", type=int, default=0, help="evaluate only the first N frames of each take (0: all)")
     e.add_argument("--flip-tta", action="store_true", help="average with the mirrored input")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
@@ -100,7 +115,10 @@ def run_train(args: argparse.Namespace) -> int:
         lr_decay=args.lr_decay, flip=not args.no_flip, variants=args.variants, noise_px=args.noise_px,
         missing_prob=args.missing_prob, swap_prob=args.swap_prob, distortion=not args.no_distortion,
         seed=args.seed, max_batches_per_epoch=args.max_batches, train_subjects=args.train_subjects, semi_supervised=args.semi_supervised,
-        labeled_subjects=args.labeled, warmup_epochs=args.warmup_epochs, half_weights=args.half, **kwargs)
+        labeled_subjects=args.labeled, warmup_epochs=args.warmup_epochs, half_weights=args.half,
+        detector_noise=args.detector_noise, velocity_loss_weight=args.velocity_weight,
+        acceleration_loss_weight=args.acceleration_weight, val_detector_noise=args.val_detector_noise,
+        init_from=args.init, freeze_batch_norm=args.freeze_bn, **kwargs)
     result = train(config, args.out, resume=args.resume, device=args.device)
     if result.interrupted:
         return 130
@@ -110,7 +128,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def evaluate_paths(checkpoint: str, data: list[str], subjects: tuple[str, ...] | None = None, cameras: int = 4,
                    noise_px: float = 0.0, missing_prob: float = 0.0, swap_prob: float = 0.0, flip_tta: bool = False,
-                   seed: int = 0, device: str = "auto"):
+                   seed: int = 0, device: str = "auto", detector_noise: float = 0.0, max_frames: int = 0):
     """Evaluate ``checkpoint`` on BVH takes or VideoPose3D npz files; returns an EvaluationResult."""
     import torch
 
@@ -118,12 +136,14 @@ def evaluate_paths(checkpoint: str, data: list[str], subjects: tuple[str, ...] |
     from poselift.model.normalization import normalize_screen
 
     from .cameras import Corruption
-    from .dataset import load_takes
+    from .corruption import DetectorNoise
+    from .dataset import Take, load_takes
     from .evaluate import evaluate_sequences, evaluate_takes
 
     ckpt = load_checkpoint(checkpoint)
     dev = resolve_device(device)
-    corruption = Corruption(noise_px, missing_prob, swap_prob)
+    corruption = Corruption(noise_px, missing_prob, swap_prob,
+                            detector=DetectorNoise(detector_noise) if detector_noise > 0 else None)
     if len(data) == 2 and all(d.endswith(".npz") for d in data):
         from .h36m_npz import load_videopose3d
 
@@ -138,6 +158,8 @@ def evaluate_paths(checkpoint: str, data: list[str], subjects: tuple[str, ...] |
     takes = load_takes(data[0], fps=ckpt.fps, subjects=set(subjects) if subjects else None)
     if not takes:
         raise ValueError(f"no takes found in {data[0]} for subjects {subjects}")
+    if max_frames > 0:
+        takes = [Take(t.name, t.subject, t.positions[:max_frames], t.variant) for t in takes]
     return evaluate_takes(ckpt.model, takes, dev, corruption, cameras, seed, flip_tta)
 
 
@@ -145,7 +167,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from .evaluate import format_table
 
     result = evaluate_paths(args.checkpoint, args.data, args.subjects, args.cameras, args.noise_px,
-                            args.missing_prob, args.swap_prob, args.flip_tta, args.seed, args.device)
+                            args.missing_prob, args.swap_prob, args.flip_tta, args.seed, args.device,
+                            args.detector_noise, args.max_frames)
     print(format_table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))

@@ -39,6 +39,7 @@ __all__ = [
     "p_mpjpe",
     "p_mpjpe_per_frame",
     "procrustes_align",
+    "temporal_difference_loss",
     "weighted_mpjpe",
 ]
 
@@ -105,6 +106,26 @@ def n_mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     num = (pred * target).sum(dim=(-2, -1), keepdim=True)
     den = (pred * pred).sum(dim=(-2, -1), keepdim=True).clamp_min(_EPS)
     return mpjpe(num / den * pred, target)
+
+
+def temporal_difference_loss(pred: torch.Tensor, target: torch.Tensor, order: int = 1) -> torch.Tensor:
+    """Coherence loss: MPJPE of the ``order``-th time differences (metres per frame^order), 0-d.
+
+    ``pred``, ``target``: ``(B, K, J, 3)`` with K consecutive output frames (time is axis
+    ``-3``, as in :func:`mpjve`). ``order=1`` is the velocity error (the training twin of
+    MPJVE), ``order=2`` the acceleration error. MPJPE alone scores each frame on its own,
+    so a model can trade frame-to-frame jitter for nothing; these terms charge for it. A
+    prediction that is off by a constant over the chunk costs nothing here (MPJPE charges
+    for that). Needs ``K > order``.
+    """
+    _check_pair(pred, target, "temporal_difference_loss")
+    if pred.ndim < 3 or pred.shape[-3] <= order:
+        raise ValueError(f"temporal_difference_loss: order {order} needs (..., K, J, 3) with K > {order} "
+                         f"consecutive frames, got {tuple(pred.shape)} (train with --chunk > {order})")
+    dp, dt = pred, target
+    for _ in range(order):
+        dp, dt = torch.diff(dp, dim=-3), torch.diff(dt, dim=-3)
+    return torch.linalg.vector_norm(dp - dt, dim=-1).mean()
 
 
 def bone_lengths(poses: ArrayT, parents: Sequence[int]) -> ArrayT:

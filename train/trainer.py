@@ -4,7 +4,11 @@ Follows the paper's recipe, every part configurable in :class:`TrainConfig`: Ams
 learning rate 1e-3 decayed x0.95 per epoch, batch-norm momentum decayed exponentially
 from 0.1 to 0.001, dropout 0.25, flip augmentation. With ``chunk == 1`` the strided twin
 is trained (one output frame per window); with ``chunk > 1`` the dilated model is trained
-on chunks of consecutive output frames, which costs less per output frame.
+on chunks of consecutive output frames, which costs less per output frame and is what
+the coherence terms need: ``velocity_loss_weight`` / ``acceleration_loss_weight`` add the
+error of the first / second time differences over the chunk next to MPJPE, so jitter
+costs something (MPJPE alone scores frames one by one). ``detector_noise`` adds the
+time-correlated detector corruption of train/corruption.py (docs/corruption.md).
 
 Semi-supervised: labelled takes give the 3D loss and the trajectory model's weighted
 (1/z) loss; unlabelled takes give only 2D and camera intrinsics. After the warm-up
@@ -33,10 +37,11 @@ from poselift.model.checkpoint import CheckpointError, atomic_torch_save, read_r
 from poselift.model.skeleton import H36M_PARENTS
 
 from .cameras import Corruption
+from .corruption import DetectorNoise
 from .dataset import VALIDATION_SUBJECTS, Take, load_takes, split_takes
 from .evaluate import EvaluationResult, evaluate_takes
 from .generators import Batch, WindowSampler
-from .metrics import bone_length_loss, mpjpe, weighted_mpjpe
+from .metrics import bone_length_loss, mpjpe, temporal_difference_loss, weighted_mpjpe
 
 STATE_FORMAT = "poselift-training-state"
 
@@ -73,7 +78,19 @@ class TrainConfig:
     labeled_subjects: tuple[str, ...] = ()
     warmup_epochs: int = 1
     bone_loss_weight: float = 1.0
+    detector_noise: float = 0.0  # max per-window strength of train.corruption.DetectorNoise (0 = off)
+    velocity_loss_weight: float = 0.0  # weight of the velocity error term (needs chunk >= 2)
+    acceleration_loss_weight: float = 0.0  # weight of the acceleration error term (needs chunk >= 3)
+    val_detector_noise: float = 0.0  # also validate with DetectorNoise at this strength (0 = clean only)
+    init_from: str = ""  # fine-tune: start from this checkpoint's weights (same architecture)
+    freeze_batch_norm: bool = False  # keep BN running statistics fixed (small-batch fine-tuning)
     half_weights: bool = False  # store the final model checkpoint in fp16
+
+    def corruption(self) -> Corruption:
+        """The training corruption: the white-noise model plus, if set, the detector model
+        with a strength drawn per window (clean windows included)."""
+        detector = DetectorNoise(self.detector_noise, random_strength=True) if self.detector_noise > 0 else None
+        return Corruption(self.noise_px, self.missing_prob, self.swap_prob, random_strength=True, detector=detector)
 
     def model_config(self, joints_out: int = 17) -> ModelConfig:
         return ModelConfig(filter_widths=tuple(self.filter_widths), causal=self.causal, channels=self.channels,
@@ -136,10 +153,16 @@ class Trainer:
             raise ValueError("no training takes left after the validation split")
         torch.manual_seed(config.seed)
         self.model = TemporalModel(config.model_config()).to(self.device)
+        if config.init_from:
+            self._load_initial_weights(config.init_from)
         self.trajectory_model: TemporalModel | None = None
         params = list(self.model.parameters())
         rf = self.model.receptive_field()
-        corruption = Corruption(config.noise_px, config.missing_prob, config.swap_prob, random_strength=True)
+        for weight, order in ((config.velocity_loss_weight, 1), (config.acceleration_loss_weight, 2)):
+            if weight > 0 and config.chunk <= order:
+                raise ValueError(f"a {'velocity' if order == 1 else 'acceleration'} loss needs consecutive output "
+                                 f"frames: use --chunk > {order} (got {config.chunk})")
+        corruption = config.corruption()
 
         def sampler(ts: list[Take]) -> WindowSampler:
             return WindowSampler(ts, rf, config.causal, config.chunk, self.device, config.flip, corruption,
@@ -161,6 +184,17 @@ class Trainer:
         self.optimizer = torch.optim.Adam(params, lr=config.lr, amsgrad=True)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
+        self._train_mpjve: torch.Tensor | None = None  # last batch's MPJVE (chunk > 1), for the log
+
+    def _load_initial_weights(self, path: str) -> None:
+        """Fine-tuning starts from a checkpoint's weights; its architecture must be the one configured."""
+        from poselift.model import load_checkpoint
+
+        loaded = load_checkpoint(path).model
+        if dataclasses.replace(loaded.config, dropout=self.model.config.dropout) != self.model.config:
+            raise ValueError(f"{path}: its architecture {loaded.config} differs from the configured "
+                             f"{self.model.config}; pass the same --arch/--channels/--causal (dropout may differ)")
+        self.model.load_state_dict({k: v.to(self.device) for k, v in loaded.state_dict().items()})
 
     # ------------------------------------------------------------------ forward
     def _net(self, model: TemporalModel):
@@ -169,7 +203,14 @@ class Trainer:
     def _losses(self, batch: Batch, unlabeled: Batch | None) -> dict[str, torch.Tensor]:
         valid = batch.valid
         pose = self._net(self.model)(batch.inputs[valid])
-        losses = {"pose": mpjpe(pose, batch.targets[valid])}
+        target = batch.targets[valid]
+        losses = {"pose": mpjpe(pose, target)}
+        if self.config.velocity_loss_weight > 0:
+            losses["velocity"] = self.config.velocity_loss_weight * temporal_difference_loss(pose, target, 1)
+        if self.config.acceleration_loss_weight > 0:
+            losses["acceleration"] = self.config.acceleration_loss_weight * temporal_difference_loss(pose, target, 2)
+        if pose.shape[1] > 1:  # monitored, not optimised: the batch's MPJVE
+            self._train_mpjve = temporal_difference_loss(pose.detach(), target, 1)
         if self.trajectory_model is not None:
             traj = self._net(self.trajectory_model)(batch.inputs[valid])
             depth = batch.trajectory[valid][..., 2]
@@ -197,11 +238,15 @@ class Trainer:
             if m is not None:
                 m.set_bn_momentum(momentum)
                 m.train()
+                if cfg.freeze_batch_norm:
+                    freeze_batch_norm(m)
         n_batches = self.sampler.batches_per_epoch(cfg.batch_size)
         if cfg.max_batches_per_epoch:
             n_batches = min(n_batches, cfg.max_batches_per_epoch)
         semi_active = self.unlabeled_sampler is not None and self.epoch >= cfg.warmup_epochs
         totals: dict[str, float] = {}
+        mpjve_total = 0.0
+        self._train_mpjve: torch.Tensor | None = None
         start = time.perf_counter()
         bar = tqdm(range(n_batches), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=not self.progress, leave=False)
@@ -217,10 +262,14 @@ class Trainer:
             self.optimizer.step()
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + v.item()
+            if self._train_mpjve is not None:
+                mpjve_total += self._train_mpjve.item()
             bar.set_postfix(pose_mm=f"{losses['pose'].item() * 1e3:.1f}")
         record: dict[str, Any] = {"epoch": self.epoch + 1, "lr": lr, "bn_momentum": momentum,
                                   "seconds": time.perf_counter() - start, "batches": n_batches}
         record.update({f"loss_{k}": v / n_batches for k, v in totals.items()})
+        if self._train_mpjve is not None:
+            record["train_mpjve"] = mpjve_total / n_batches
         return record
 
     def validate(self) -> EvaluationResult | None:
@@ -228,6 +277,16 @@ class Trainer:
             return None
         self.model.eval()
         return evaluate_takes(self.model, self.val_takes, self.device, cameras_per_take=self.config.eval_cameras)
+
+    def validate_noisy(self) -> EvaluationResult | None:
+        """Validation with the detector corruption at ``val_detector_noise`` (seeded, the
+        same every epoch), or None when that is off."""
+        if not self.val_takes or self.config.val_detector_noise <= 0:
+            return None
+        self.model.eval()
+        corruption = Corruption(detector=DetectorNoise(self.config.val_detector_noise))
+        return evaluate_takes(self.model, self.val_takes, self.device, corruption,
+                              cameras_per_take=self.config.eval_cameras)
 
     # ------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
@@ -263,10 +322,21 @@ class Trainer:
         training = {"config": self.config.to_dict(), "epochs_done": self.epoch}
         if self.history:
             last = self.history[-1]
-            training["validation"] = {k: last[k] for k in ("val_mpjpe", "val_p_mpjpe", "val_n_mpjpe", "val_mpjve")
-                                      if k in last}
+            training["validation"] = {k: last[k] for k in ("val_mpjpe", "val_p_mpjpe", "val_n_mpjpe", "val_mpjve",
+                                                           "val_noisy_mpjpe", "val_noisy_mpjve") if k in last}
         save_checkpoint(out, self.model, fps=self.config.fps, training=training,
                         trajectory_model=self.trajectory_model, half=self.config.half_weights)
+
+
+def freeze_batch_norm(model: torch.nn.Module) -> None:
+    """Put every batch-norm layer in eval mode: normalise with the running statistics and
+    leave them as they are. Fine-tuning a model trained as the strided twin on small
+    batches of chunks needs this: a few dozen chunk samples give batch statistics far
+    from the running ones (their frames are correlated), and updating them moves the
+    model away from what it learnt (the affine weights still train)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False, device: str | None = None,
@@ -289,15 +359,23 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, device: st
             val = trainer.validate()
             if val is not None:
                 record.update({f"val_{k}": getattr(val, k) for k in ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")})
+            noisy = trainer.validate_noisy()
+            if noisy is not None:
+                record.update({f"val_noisy_{k}": getattr(noisy, k) for k in ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")})
             trainer.epoch += 1
             trainer.history.append(record)
             trainer.save(out)
             result.final = val
             if progress:
-                msg = f"epoch {record['epoch']}: loss {record['loss_pose'] * 1e3:.1f} mm, {record['seconds']:.0f} s"
+                msg = f"epoch {record['epoch']}: loss {record['loss_pose'] * 1e3:.1f} mm"
+                if "train_mpjve" in record:
+                    msg += f", MPJVE {record['train_mpjve'] * 1e3:.2f} mm/frame"
+                msg += f", {record['seconds']:.0f} s"
                 if val is not None:
                     msg += (f"; validation P1 {val.mpjpe * 1e3:.1f} mm, P2 {val.p_mpjpe * 1e3:.1f} mm, "
                             f"MPJVE {val.mpjve * 1e3:.2f} mm/frame")
+                if noisy is not None:
+                    msg += f"; detector-noisy P1 {noisy.mpjpe * 1e3:.1f} mm, MPJVE {noisy.mpjve * 1e3:.2f} mm/frame"
                 tqdm.write(msg)
             if plot:
                 plot_curves(trainer.history, out.with_name(out.name + ".curves.png"))
