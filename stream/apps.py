@@ -175,12 +175,14 @@ def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = 
         result["mpjpe_mm"] = mpjpe_mm(pred[ok], c.poses3d[:n][ok])
         print(f"MPJPE against the clip's ground truth: {result['mpjpe_mm']:.1f} mm over {int(ok.sum())} frames")
     if out:
-        from .render import render_animation
+        from .render import pose_arrays, render_animation
 
         t1 = time.perf_counter()
-        written = render_animation(out, c.keypoints[:n], np.nan_to_num(pred), width=c.width, height=c.height,
+        shown = pose_arrays(ordered, c.width, c.height, c.keypoints[:n])
+        written = render_animation(out, shown["keypoints2d"], shown["joints3d"], width=c.width, height=c.height,
                                    fps=c.fps, ground_truth=None if c.poses3d is None else c.poses3d[:n],
-                                   max_frames=render_frames, title="poselift demo (dashed: ground truth)")
+                                   max_frames=render_frames, title="poselift demo (grey: ground truth)",
+                                   confidence=shown["confidence"], root=shown["root"])
         result["animation"] = str(written)
         print(f"animation: {written} ({time.perf_counter() - t1:.1f} s to render)")
     result["poses"] = pred
@@ -249,29 +251,6 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
 
 
 # ---------------------------------------------------------------------------- webcam
-def _draw_overlay(bgr: np.ndarray, kp_px: np.ndarray, pose: np.ndarray | None, text: str) -> np.ndarray:
-    import cv2
-
-    from poselift.model.skeleton import H36M_PARENTS
-
-    h, w = bgr.shape[:2]
-    img = bgr.copy()
-    for j, p in enumerate(H36M_PARENTS):
-        if p >= 0 and np.isfinite(kp_px[[j, p]]).all():
-            cv2.line(img, tuple(int(v) for v in kp_px[j]), tuple(int(v) for v in kp_px[p]), (0, 255, 0), 2)
-    side = np.full((h, h, 3), 255, np.uint8)
-    if pose is not None and np.isfinite(pose).all():
-        a = np.deg2rad(30)  # rotate about the vertical (y) axis for a 3/4 view
-        x = pose[:, 0] * np.cos(a) + pose[:, 2] * np.sin(a)
-        pts = np.stack([x, pose[:, 1]], axis=1) * (h / 2.4) + h / 2
-        for j, p in enumerate(H36M_PARENTS):
-            if p >= 0:
-                cv2.line(side, tuple(int(v) for v in pts[j]), tuple(int(v) for v in pts[p]), (200, 60, 0), 2)
-    out = np.concatenate([img, side], axis=1)
-    cv2.putText(out, text, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 255), 2)
-    return out
-
-
 def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | Path | None = None,
                publish: str | None = None, window: bool = True, device: str = "auto", precision: str = "fp32",
                max_frames: int | None = None, stream: str = "cam0", threads: int | None = 1,
@@ -300,6 +279,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
     n = 0
     t0 = time.perf_counter()
     window_name = "poselift (q to quit)"
+    view = None
     try:
         import cv2
 
@@ -310,12 +290,20 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
             if window:
                 last = loop.last
                 fps = n / max(time.perf_counter() - t0, 1e-9)
+                if view is None:  # the same composed view as `video --render`
+                    from .render import BodyConformer, FrameRenderer
+
+                    view, conformer = FrameRenderer(), BodyConformer()
                 kp = (denormalize_screen(last.input2d, f.width, f.height)
                       if last is not None and last.input2d is not None else np.full((17, 2), np.nan))
-                view = _draw_overlay(bgr, kp, last.joints if last is not None and last.valid else None,
-                                     f"{fps:.1f} FPS  latency {latencies[-1] if latencies else 0:.0f} ms")
+                sure = ~np.isin(np.arange(17), last.filled if last is not None else [])
+                joints = (conformer(last.joints, True) if last is not None and last.valid else None)
+                image = view.render(bgr, kp, sure, joints, last.root if last is not None else None,
+                                    label=f"{fps:.1f} FPS  latency {latencies[-1] if latencies else 0:.0f} ms")
                 try:
-                    cv2.imshow(window_name, view)
+                    if n == 1:
+                        cv2.namedWindow(window_name, cv2.WINDOW_NORMAL)  # resizable: the view is 1280+ wide
+                    cv2.imshow(window_name, image)
                     key = cv2.waitKey(1) & 0xFF
                 except cv2.error as exc:
                     raise UserError(f"cannot open a window ({str(exc).strip().splitlines()[-1]}); "
@@ -409,6 +397,8 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
         raise UserError("--model must be causal or full")
     if Path(out).suffix != ".npz":
         raise UserError(f"--out must be an .npz file, got {out}")
+    if render and Path(render).suffix.lower() not in (".mp4", ".avi", ".gif"):
+        raise UserError(f"--render must end in .mp4, .avi or .gif, got {render}")
     ckpt = load_model(checkpoint, model)
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, policy=policy, threads=threads)
     try:
@@ -432,12 +422,19 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
     print(f"{n} frames ({n_valid} valid) lifted with {Path(ckpt.path).name} -> {out}")
     result: dict[str, Any] = {"frames": n, "valid": n_valid, "out": str(out)}
     if render:
-        from .render import render_animation
+        from .render import consistent_joints, render_video
 
-        written = render_animation(render, input2d, arrays["poses3d"], width=int(arrays["width"]),
-                                   height=int(arrays["height"]), fps=src.fps, title=Path(path).name)
+        # The consistent skeleton (one body per stream) and the trajectory root, over the real
+        # frames (re-read: keeping a whole decoded video in memory is too much).
+        joints = consistent_joints(arrays["poses3d"], arrays["valid"])
+        joints[~arrays["valid"]] = np.nan
+        try:
+            written, count = render_video(render, path, input2d, joints, fps=src.fps, confidence=~arrays["filled"],
+                                          root=arrays.get("trajectory"), title=Path(path).name)
+        except (RuntimeError, ValueError) as exc:
+            raise UserError(f"--render {render}: {exc}") from None
         result["render"] = str(written)
-        print(f"animation: {written}")
+        print(f"rendering: {written} ({count} frames)")
     return result
 
 

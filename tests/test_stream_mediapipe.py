@@ -99,18 +99,19 @@ def test_webcam_window_without_display_is_a_clear_error(tmp_path, astronaut_vide
     assert "--no-window" in capsys.readouterr().err
 
 
-def test_webcam_overlay_draws_2d_and_3d_panels(astronaut):
-    from poselift.stream.apps import _draw_overlay
+def test_webcam_view_draws_2d_and_3d_panels(astronaut):
+    from poselift.stream.render import panel_widths, render_frame
     from tests.stream_helpers import project, synthetic_poses
 
     bgr = cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR)
     pose = synthetic_poses(1)[0]
     kp = project(pose[None])[0]
     kp[3] = np.nan  # a missing joint is simply not drawn
-    view = _draw_overlay(bgr, kp, pose, "30 FPS")
-    assert view.shape == (512, 1024, 3)
-    assert (view[:, 512:] != 255).any()  # the 3D panel has a skeleton on it
-    assert _draw_overlay(bgr, kp, None, "").shape == (512, 1024, 3)
+    view = render_frame(bgr, kp, None, pose, label="30 FPS")
+    left, right = panel_widths(512, 512)
+    assert view.shape == (720, left + right, 3) and left + right >= 1280
+    empty = render_frame(bgr, kp, None, None)
+    assert (view[:, left:] != empty[:, left:]).any()  # the 3D panel has a skeleton on it
 
 
 @pytest.mark.parametrize("verbose", [False, True])
