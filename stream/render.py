@@ -159,7 +159,7 @@ class FrameRenderer:
         ox, oy = (lw - sw) // 2, (h - sh) // 2
         left[:] = 0 if frame_bgr is not None else DARK_BGR
         if frame_bgr is not None:
-            interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+            interp = cv2.INTER_AREA if s < 0.5 else cv2.INTER_LINEAR  # AREA is slow; needed only below 1/2
             left[oy:oy + sh, ox:ox + sw] = cv2.resize(frame_bgr, (sw, sh), interpolation=interp)
         scale = h / 720.0
         missing: list[int] = []

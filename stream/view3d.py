@@ -44,13 +44,15 @@ class ViewOptions:
 
     azimuth: float = 35.0  # the camera is this far to the right of the real camera's direction
     elevation: float = 14.0  # ... and this far above the target
-    distance: float = 3.6  # from the target: a 1.8 m body fills about 65 % of the height
+    distance: float = 3.0  # from the target, at least: a 1.7 m body fills about 70 % of the height
     fov: float = 42.0  # vertical field of view
-    target_height: float = 0.85  # the target is this far above the floor (about the pelvis)
-    follow: float = 0.12  # fraction of the way to the root the target moves per frame
-    floor_rise: float = 0.05  # fraction of the way up to the lowest joint the floor moves per frame
+    margin: float = 0.2  # metres kept free around the body when the camera backs off to fit it
+    follow: float = 0.12  # fraction of the way to the body the target moves per frame
+    zoom_in: float = 0.03  # fraction of the way back to a closer fitting distance per frame
+    floor_rise: float = 0.05  # fraction of the way up to the lowest joint the floor moves per frame, with a root
+    floor_rise_rootless: float = 0.3  # ... without one (the body is pinned at its pelvis: keep it grounded)
     grid_step: float = 0.5
-    grid_radius: float = 3.0
+    grid_radius: float = 4.0
     trail_frames: int = 150  # root trail length (5 s at 30 fps)
 
 
@@ -65,7 +67,8 @@ class SkeletonView3D:
 
     def __init__(self, options: ViewOptions | None = None) -> None:
         self.opt = options or ViewOptions()
-        self.target: np.ndarray | None = None  # followed point on the floor (x, z)
+        self.target: np.ndarray | None = None  # the followed point: the body's centre, smoothed
+        self.distance = self.opt.distance
         self.floor: float | None = None
         self.trail: deque[np.ndarray] = deque(maxlen=self.opt.trail_frames)
         self._background: np.ndarray | None = None
@@ -74,11 +77,9 @@ class SkeletonView3D:
     def _camera(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray, float, float, float]:
         """Eye position, world->camera rotation rows (right, up, forward), focal and centre."""
         o = self.opt
-        floor = 0.0 if self.floor is None else self.floor
-        tx, tz = (0.0, 0.0) if self.target is None else self.target
-        target = np.array([tx, floor + o.target_height, tz])
+        target = np.array([0.0, 0.85, 0.0]) if self.target is None else self.target
         az, el = np.deg2rad(o.azimuth), np.deg2rad(o.elevation)
-        eye = target + o.distance * np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
+        eye = target + self.distance * np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
         fwd = (target - eye) / np.linalg.norm(target - eye)
         right = np.cross(fwd, [0.0, 1.0, 0.0])
         right /= np.linalg.norm(right)
@@ -117,17 +118,23 @@ class SkeletonView3D:
                 cv2.line(img, tuple(p), tuple(q), color, thickness, cv2.LINE_AA)
 
     # --------------------------------------------------------------------- state
-    def _update_state(self, world: np.ndarray | None) -> None:
+    def _update_state(self, world: np.ndarray | None, has_root: bool) -> None:
+        """Floor under the body, target on its centre, distance such that it fits: the
+        sphere around the target through the furthest joint (plus a margin) fits in the
+        field of view, so no joint is ever clipped; backing off is immediate, closing in slow."""
         o = self.opt
         if world is None:
             return
-        lowest = float(world[:, 1].min())
+        lowest, highest = float(world[:, 1].min()), float(world[:, 1].max())
         if self.floor is None or lowest < self.floor:
             self.floor = lowest
         else:
-            self.floor += o.floor_rise * (lowest - self.floor)
-        pelvis = world[0, [0, 2]]
-        self.target = pelvis.copy() if self.target is None else self.target + o.follow * (pelvis - self.target)
+            self.floor += (o.floor_rise if has_root else o.floor_rise_rootless) * (lowest - self.floor)
+        centre = np.array([world[0, 0], 0.5 * (self.floor + highest), world[0, 2]])
+        self.target = centre if self.target is None else self.target + o.follow * (centre - self.target)
+        reach = float(np.max(np.linalg.norm(world - self.target, axis=1))) + o.margin
+        fit = max(o.distance, reach / np.sin(np.deg2rad(o.fov) / 2))
+        self.distance = fit if fit > self.distance else self.distance + o.zoom_in * (fit - self.distance)
 
     def _panel_background(self, h: int, w: int) -> np.ndarray:
         if self._background is None or self._background.shape[:2] != (h, w):
@@ -155,17 +162,13 @@ class SkeletonView3D:
                 world = camera_to_rig(j + (0.0 if r is None else r))
                 if r is not None:
                     self.trail.append(world[0].copy())
-        self._update_state(world)
+        self._update_state(world, root is not None)
         cam = self._camera(w, h)
         scale = h / 720.0
         self._draw_grid(panel, cam, scale)
         floor = 0.0 if self.floor is None else self.floor
         if len(self.trail) > 1:
-            pts = np.array(self.trail)
-            pts[:, 1] = floor + 0.005
-            n = len(pts) - 1
-            colors = [_mix((60, 60, 60), (0, 215, 255), (i + 1) / n) for i in range(n)]
-            self._segments(panel, pts[:-1], pts[1:], colors, max(2, int(3 * scale)), cam)
+            self._draw_trail(panel, floor, cam, scale)
         if world is not None:
             if ghost is not None and np.isfinite(ghost).all():
                 g = camera_to_rig(np.asarray(ghost, dtype=np.float64))
@@ -181,10 +184,30 @@ class SkeletonView3D:
             _text(panel, label, (int(12 * scale), int(30 * scale)), 0.7 * scale, (255, 255, 255))
         return panel
 
+    def _draw_trail(self, img: np.ndarray, floor: float, cam: tuple, scale: float) -> None:
+        """The root's path on the floor, fading with age: a few polylines, one colour each
+        (a line per segment cost more than the rest of the panel)."""
+        import cv2
+
+        eye, rot, focal, cx, cy = cam
+        pts = np.array(self.trail)
+        pts[:, 1] = floor + 0.005
+        c = self._to_camera(pts, eye, rot)
+        ahead = c[:, 2] > 0.2
+        px = np.clip(np.rint(self._project(c, focal, cx, cy)), -1e5, 1e5).astype(np.int32)
+        chunks = 8
+        bounds = np.linspace(0, len(pts) - 1, chunks + 1).round().astype(int)
+        for k in range(chunks):
+            lo, hi = bounds[k], bounds[k + 1]
+            if hi <= lo or not ahead[lo:hi + 1].all():
+                continue  # a part of the trail behind the camera is left out
+            color = _mix((60, 60, 60), (0, 215, 255), (k + 1) / chunks)
+            cv2.polylines(img, [px[lo:hi + 1]], False, color, max(2, int(3 * scale)), cv2.LINE_AA)
+
     def _draw_grid(self, img: np.ndarray, cam: tuple, scale: float) -> None:
         o = self.opt
         floor = 0.0 if self.floor is None else self.floor
-        tx, tz = (0.0, 0.0) if self.target is None else self.target
+        tx, tz = (0.0, 0.0) if self.target is None else self.target[[0, 2]]
         # Snap to the grid, so the lines stay put in the world while the camera follows.
         cx, cz = np.round(tx / o.grid_step) * o.grid_step, np.round(tz / o.grid_step) * o.grid_step
         ks = np.arange(-o.grid_radius, o.grid_radius + 1e-9, o.grid_step)
