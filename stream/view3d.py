@@ -48,6 +48,7 @@ class ViewOptions:
     fov: float = 42.0  # vertical field of view
     margin: float = 0.2  # metres kept free around the body when the camera backs off to fit it
     follow: float = 0.12  # fraction of the way to the body the target moves per frame
+    snap: float = 2.0  # a body further than this from the target jumped (a reset, a bad root): cut to it
     zoom_in: float = 0.03  # fraction of the way back to a closer fitting distance per frame
     floor_rise: float = 0.05  # fraction of the way up to the lowest joint the floor moves per frame, with a root
     floor_rise_rootless: float = 0.3  # ... without one (the body is pinned at its pelvis: keep it grounded)
@@ -131,7 +132,15 @@ class SkeletonView3D:
         else:
             self.floor += (o.floor_rise if has_root else o.floor_rise_rootless) * (lowest - self.floor)
         centre = np.array([world[0, 0], 0.5 * (self.floor + highest), world[0, 2]])
-        self.target = centre if self.target is None else self.target + o.follow * (centre - self.target)
+        if self.target is None or np.linalg.norm(centre - self.target) > o.snap:
+            if self.target is not None:  # a cut: the floor and trail of the old place mean nothing here
+                self.floor = lowest
+                centre[1] = 0.5 * (lowest + highest)
+                self.trail.clear()
+            self.target = centre
+            self.distance = o.distance
+        else:
+            self.target = self.target + o.follow * (centre - self.target)
         reach = float(np.max(np.linalg.norm(world - self.target, axis=1))) + o.margin
         fit = max(o.distance, reach / np.sin(np.deg2rad(o.fov) / 2))
         self.distance = fit if fit > self.distance else self.distance + o.zoom_in * (fit - self.distance)
@@ -160,9 +169,9 @@ class SkeletonView3D:
             r = None if root is None else np.asarray(root, dtype=np.float64)
             if j.shape == (17, 3) and np.isfinite(j).all() and (r is None or np.isfinite(r).all()):
                 world = camera_to_rig(j + (0.0 if r is None else r))
-                if r is not None:
-                    self.trail.append(world[0].copy())
         self._update_state(world, root is not None)
+        if world is not None and root is not None:
+            self.trail.append(world[0].copy())
         cam = self._camera(w, h)
         scale = h / 720.0
         self._draw_grid(panel, cam, scale)
@@ -228,9 +237,9 @@ class SkeletonView3D:
         shadow[:, 1] = floor + 0.002
         self._segments(img, shadow[[c for c, _ in BONES]], shadow[[p for _, p in BONES]],
                        [(14, 14, 14)] * len(BONES), max(2, int(5 * scale)), cam)
+        # The camera keeps every joint inside a sphere it sees whole (_update_state), so the
+        # body is always in front of it.
         c = self._to_camera(world, eye, rot)
-        if (c[:, 2] < 0.2).any():
-            return  # the body is behind the virtual camera: only its shadow is drawn
         px = [_pt(q) for q in self._project(c, focal, cx, cy).tolist()]
         depth = c[:, 2]
         radius_m = 0.02  # bones drawn about 4 cm thick, thinner when further away

@@ -109,8 +109,27 @@ def test_3d_panel_follows_a_moving_root():
     assert np.abs(again - a3).max() <= 1
 
 
+@pytest.mark.parametrize("scale", [1.0, 2.5])
+def test_3d_view_keeps_the_whole_body_in_view(scale):
+    """However large the body (a poor lift can give 4 m limbs), no joint leaves the panel."""
+    pose = synthetic_poses(1)[0] * scale
+    pose[[13, 16], 0] *= 3  # hands spread wide
+    renderer = FrameRenderer()
+    for _ in range(5):
+        img = renderer.render(None, None, None, pose, None, frame_size=(640, 480))
+    panel = img[:, panel_widths(640, 480)[0]:].astype(int)
+    near = lambda c: np.abs(panel - np.array(c)).max(-1) < 40  # noqa: E731
+    body = near(joint_color(1)) | near(joint_color(4)) | near(joint_color(0))
+    assert body.sum() > 500
+    border = np.ones(body.shape, bool)
+    border[5:-5, 5:-5] = False
+    assert not (body & border).any()
+    rows, cols = np.nonzero(body)
+    assert rows.max() - rows.min() > 0.3 * len(panel)  # and it is not tiny
+
+
 @pytest.mark.parametrize("case", ["none", "nan", "inf_root", "nan_keypoints", "far_keypoints", "bad_shape",
-                                  "behind_camera"])
+                                  "root_jumps_far"])
 def test_invalid_poses_render_without_crashing(case):
     pose = synthetic_poses(1)[0]
     kp = standing_keypoints(640, 480, pose)
@@ -129,12 +148,16 @@ def test_invalid_poses_render_without_crashing(case):
     elif case == "bad_shape":
         joints = pose[:16]
     renderer = FrameRenderer(height=240)
-    if case == "behind_camera":  # a body far from where the camera has settled, for a frame
+    if case == "root_jumps_far":  # a body far behind where the camera has settled (a bad root)
         for _ in range(30):
             renderer.render(textured_frame(640, 480), kp, None, pose, root)
         root = np.array([0.0, 0.0, -50.0])
     img = renderer.render(textured_frame(640, 480), kp, None, joints, root, label="x")
-    assert img.shape == (240, panel_widths(640, 480, 240)[0] + panel_widths(640, 480, 240)[1], 3)
+    left, right = panel_widths(640, 480, 240)
+    assert img.shape == (240, left + right, 3)
+    if case == "root_jumps_far":  # the camera backed off at once: the body is still in view
+        colours = np.abs(img[:, left:, None].astype(int) - np.array([joint_color(1), joint_color(4)])).max(-1)
+        assert (colours < 30).any(axis=(0, 1)).all()
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".avi", ".gif"])
