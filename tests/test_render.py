@@ -160,6 +160,19 @@ def test_invalid_poses_render_without_crashing(case):
         assert (colours < 30).any(axis=(0, 1)).all()
 
 
+def _read(path):
+    """Every frame of a video file, read back with OpenCV."""
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        out.append(f)
+    cap.release()
+    return out
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".avi", ".gif"])
 def test_video_renderer_writes_readable_files(tmp_path, suffix):
     path = tmp_path / f"x{suffix}"
@@ -174,14 +187,7 @@ def test_video_renderer_writes_readable_files(tmp_path, suffix):
         with Image.open(path) as im:
             assert im.n_frames == 5 and im.size == (1280, 720)
         return
-    cap = cv2.VideoCapture(str(path))
-    got = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        got.append(f)
-    cap.release()
+    got = _read(path)
     assert len(got) == 5 and got[0].shape == (720, 1280, 3)
     assert abs(float(got[3].mean()) - 120) < 8  # the frames, in order
     with pytest.raises(ValueError):
@@ -211,18 +217,6 @@ def person_video(tmp_path_factory):
         writer.write(f)
     writer.release()
     return path, frames
-
-
-def _read(path):
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        out.append(f)
-    cap.release()
-    return out
 
 
 def test_video_render_end_to_end(tmp_path, person_video, capsys):
