@@ -391,9 +391,8 @@ def render_sequence(out: str | Path, frames: Iterable[np.ndarray | None], keypoi
             size = frame_size if bgr is None else None
             j3 = None if joints3d is None else joints3d[i]
             r = None if root is None else root[i]
-            label3d = "" if j3 is not None and np.isfinite(j3).all() else "no valid pose"
             image = renderer.render(bgr, kp[i], None if confidence is None else confidence[i], j3, r,
-                                    label=f"{title}  frame {i}".strip(), label3d=label3d, frame_size=size,
+                                    label=f"{title}  frame {i}".strip(), frame_size=size,
                                     ghost=None if ghost is None else ghost[i])
             writer.write(image)
     finally:

@@ -48,7 +48,7 @@ class ViewOptions:
     fov: float = 42.0  # vertical field of view
     margin: float = 0.2  # metres kept free around the body when the camera backs off to fit it
     follow: float = 0.12  # fraction of the way to the body the target moves per frame
-    snap: float = 2.0  # a body further than this from the target jumped (a reset, a bad root): cut to it
+    snap: float = 2.0  # a pelvis that moved more than this in one frame jumped (a reset, a bad root): cut to it
     zoom_in: float = 0.03  # fraction of the way back to a closer fitting distance per frame
     floor_rise: float = 0.05  # fraction of the way up to the lowest joint the floor moves per frame, with a root
     floor_rise_rootless: float = 0.3  # ... without one (the body is pinned at its pelvis: keep it grounded)
@@ -71,6 +71,7 @@ class SkeletonView3D:
         self.target: np.ndarray | None = None  # the followed point: the body's centre, smoothed
         self.distance = self.opt.distance
         self.floor: float | None = None
+        self._last_root: np.ndarray | None = None  # the previous pose's pelvis (world)
         self.trail: deque[np.ndarray] = deque(maxlen=self.opt.trail_frames)
         self._background: np.ndarray | None = None
 
@@ -132,7 +133,9 @@ class SkeletonView3D:
         else:
             self.floor += (o.floor_rise if has_root else o.floor_rise_rootless) * (lowest - self.floor)
         centre = np.array([world[0, 0], 0.5 * (self.floor + highest), world[0, 2]])
-        if self.target is None or np.linalg.norm(centre - self.target) > o.snap:
+        jumped = self._last_root is not None and np.linalg.norm(world[0] - self._last_root) > o.snap
+        self._last_root = world[0].copy()
+        if self.target is None or jumped:
             if self.target is not None:  # a cut: the floor and trail of the old place mean nothing here
                 self.floor = lowest
                 centre[1] = 0.5 * (lowest + highest)
