@@ -19,6 +19,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from poselift.model.rig import RIG_NAMES, RIG_PARENTS
 from poselift.model.skeleton import H36M_JOINT_NAMES, LAYOUTS
 
 VERSION = 1
@@ -207,10 +208,12 @@ def pose_topic(stream: str) -> str:
 
 def encode_pose(*, stream: str, frame: int, t: float, joints: np.ndarray, valid: bool, warmup: bool,
                 filled: list[int], latency_ms: float, gap: int = 0, root: np.ndarray | None = None,
-                t_out: float | None = None, seq: int | None = None) -> bytes:
+                t_out: float | None = None, seq: int | None = None, rotations: np.ndarray | None = None) -> bytes:
     """One v1 output message. ``joints`` (17, 3) metres, root-relative, camera frame.
     ``seq``: the publisher's per-stream message counter (0, 1, 2, ...), so a consumer can
-    count the poses it missed (PUB drops) and notice a publisher restart (seq goes back)."""
+    count the poses it missed (PUB drops) and notice a publisher restart (seq goes back).
+    ``rotations``: (19, 4) local rig rotations [x, y, z, w] (docs/protocol.md, The rig), or
+    None (raw output, or no body yet): sent as nil."""
     msg = {
         "v": VERSION,
         "type": "pose3d",
@@ -227,6 +230,7 @@ def encode_pose(*, stream: str, frame: int, t: float, joints: np.ndarray, valid:
         "filled": [int(j) for j in filled],
         "gap": int(gap),
         "root": None if root is None else np.asarray(root, dtype=np.float64).reshape(3).tolist(),
+        "rotations": None if rotations is None else np.asarray(rotations, dtype=np.float64).reshape(-1, 4).tolist(),
     }
     if seq is not None:
         msg["seq"] = int(seq)
@@ -234,11 +238,24 @@ def encode_pose(*, stream: str, frame: int, t: float, joints: np.ndarray, valid:
 
 
 def encode_status(event: str, counters: dict[str, Any], *, stream: str | None = None,
-                  reason: str | None = None, detail: str | None = None) -> bytes:
-    """A status message: ``event`` is "counters", "rejected", "reset", "end" or "error"."""
+                  reason: str | None = None, detail: str | None = None,
+                  skeleton: dict[str, Any] | None = None) -> bytes:
+    """A status message: ``event`` is "counters", "rejected", "reset", "end", "skeleton" or
+    "error"; a "skeleton" event carries ``skeleton`` (:func:`skeleton_map`)."""
     msg = {"v": VERSION, "type": "status", "event": event, "t_out": time.time(),
            "stream": stream, "reason": reason, "detail": detail, "counters": counters}
+    if skeleton is not None:
+        msg["skeleton"] = skeleton
     return msgpack.packb(msg, use_bin_type=True)
+
+
+def skeleton_map(offsets: np.ndarray, frame: int) -> dict[str, Any]:
+    """The ``skeleton`` field of a "skeleton" status message: the rig's joint names, parents
+    (-1 for the root) and rest offsets (19, 3) in metres, rig frame, and the first ``frame``
+    of the stream whose pose uses them."""
+    return {"names": list(RIG_NAMES), "parents": list(RIG_PARENTS),
+            "offsets": np.asarray(offsets, dtype=np.float64).reshape(len(RIG_NAMES), 3).tolist(),
+            "frame": int(frame)}
 
 
 def decode_message(data: bytes) -> dict[str, Any]:
