@@ -39,14 +39,16 @@ def _loop(ckpt, streams: int = 1):
 def test_a_stream_whose_first_poses_are_invalid_waits_for_valid_ones(causal, clip):
     loop, poses, wire = _loop(causal)
     frames = list(clip.frames("cam0", limit=40))
-    for f in frames[:8]:  # too few joints: nothing liftable, then held frames (valid false)
+    for f in frames[:5] + frames[9:15]:  # too few joints: nothing liftable at first, later held frames
         f.kp[3:] = np.nan
     loop.feed(frames)
     motion = [p.extras["motion"] for p in poses]
-    assert not any(p.valid for p in poses[:8]) and all(p.valid for p in poses[8:])
-    assert not any(m.valid or m.settled for m in motion[:8])  # no body from invalid poses
+    valid = np.array([p.valid for p in poses])
+    assert not valid[:5].any() and valid[5:9].all() and not valid[9:15].any() and valid[15:].all()
+    assert np.abs(poses[12].extras["joints_raw"]).max() > 0.1  # held poses: real joints, but valid false
+    assert not any(m.valid or m.settled for m in motion[:5])  # no body from invalid poses
     settled = [i for i, m in enumerate(motion) if m.settled]
-    assert settled[0] == 8 + 10 - 1  # the 10th valid pose settles it: the invalid ones never counted
+    assert settled[0] == 15 + 6 - 1  # the 10th valid pose settles it: no invalid one ever counted
     assert [i for i, m in enumerate(motion) if m.skeleton_changed][0] == settled[0]
     assert motion[settled[0]].skeleton_reason == "settled"
     # published joints are the consistent ones; the raw output is kept
@@ -166,6 +168,13 @@ def test_bad_vmc_targets_fail_at_start_with_one_line(target, words):
     with pytest.raises(UserError) as exc:
         run_serve(vmc=target, input="tcp://127.0.0.1:*", publish="tcp://127.0.0.1:*")
     assert words in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_writable_bvh_path_is_checked_without_leaving_a_file(tmp_path):
+    from poselift.stream.outputs import check_writable
+
+    check_writable(tmp_path / "new.bvh")
+    assert not (tmp_path / "new.bvh").exists()
 
 
 def test_vmc_target_parsing():
