@@ -119,6 +119,12 @@ def markdown(r: dict) -> str:
         for k, v in ms.items():
             lines.append(f"| {k} | {v:.2f} |")
         lines.append(f"\n{1000 / ms['total']:.1f} fps from the medians ({pl['fps_wall']:.1f} fps wall clock incl. start-up); lift is {100 * pl['lift_share']:.1f} % of the frame.")
+    mo = r.get("motion")
+    if mo:
+        lines += ["", "## Motion stage (body, consistent joints, rotations; bench/motion.py)", "",
+                  "| streams per batch | batch ms (median) | per pose ms |", "|---:|---:|---:|"]
+        for key, v in mo.items():
+            lines.append(f"| {key[len('streams_'):]} | {_f(v['batch_ms'], 3)} | {_f(v['per_pose_ms'], 4)} |")
     if r.get("goals"):
         lines += ["", "## Goals", "", "| goal | measured | target | met |", "|---|---:|---|---|"]
         for g in r["goals"]:

@@ -176,6 +176,13 @@ def run_bench(device: str = "cpu", quick: bool = False, log=print, scale: float 
         results["pipeline_int8"] = pipe8
         results["pipeline_int8_ms"] = (pipe8 or {}).get("pipeline_ms")
 
+    # the motion stage (issue 13: body, consistent joints, rotations) per pose ---------------
+    from .motion import bench_motion
+
+    motion = _section(results, "motion stage", lambda: bench_motion((1, 32), frames=max(30, int(300 * scale))), log)
+    results["motion"] = motion
+    results["motion_stage_ms_per_pose"] = {s[len("streams_"):]: v["per_pose_ms"] for s, v in (motion or {}).items()}
+
     results["goals"] = goals(results)
     results["elapsed_s"] = time.perf_counter() - t0
     results.pop("_save", None)
@@ -265,6 +272,8 @@ def goals(r: dict) -> list[dict]:
     lift = pm.get("lift")
     out.append(_goal("lift share of the per-frame time", lift / total if lift and total else None, "<= 10 %",
                      lift is not None and total and lift / total <= 0.10))
+    v = (r.get("motion_stage_ms_per_pose") or {}).get("1")
+    out.append(_goal("motion stage (body + rotations) per pose, 1 stream", v, "<= 0.1 ms", v is not None and v <= 0.1))
     return out
 
 
