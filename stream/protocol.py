@@ -80,6 +80,7 @@ class Frame2D:
     kp: np.ndarray
     conf: np.ndarray | None = None
     t_recv: float = 0.0  # time.perf_counter() when received (for latency), not on the wire
+    focal_px: float | None = None  # the camera's focal length in pixels, if the sender states it
 
 
 @dataclass
@@ -169,7 +170,20 @@ def validate_input(msg: Any) -> Frame2D | EndOfStream:
             conf[j] = min(max(c, 0.0), 1.0)
         kp[j] = (x, y)
     return Frame2D(stream, int(frame), float(t), layout_name, int(width), int(height), kp,
-                   conf if has_conf else None)
+                   conf if has_conf else None, focal_px=_check_focal(msg.get("focal_px")))
+
+
+def _check_focal(focal: Any) -> float | None:
+    """The optional ``focal_px``: absent or nil, or a positive finite number of pixels."""
+    if focal is None:
+        return None
+    if not _is_number(focal):
+        raise ProtocolError("bad_type", f"'focal_px' must be a number (pixels), got {type(focal).__name__}")
+    if not math.isfinite(focal):
+        raise ProtocolError("non_finite", f"'focal_px' is {focal}")
+    if not 0 < focal <= MAX_COORD_PX:
+        raise ProtocolError("bad_type", f"'focal_px' must be a positive number of pixels up to {MAX_COORD_PX:g}, got {focal!r}")
+    return float(focal)
 
 
 def decode_input(data: bytes) -> Frame2D | EndOfStream:
@@ -184,17 +198,20 @@ def decode_input(data: bytes) -> Frame2D | EndOfStream:
 
 
 def encode_input(stream: str, frame: int, kp: Any, *, width: int, height: int,
-                 layout: str = "h36m17", t: float | None = None) -> bytes:
+                 layout: str = "h36m17", t: float | None = None, focal_px: float | None = None) -> bytes:
     """Build one v1 input message (what a 2D detector sends). ``kp`` (J, 2|3) pixels;
-    NaN rows are sent as nil (absent joint)."""
+    NaN rows are sent as nil (absent joint); ``focal_px``: the camera's focal length, if known."""
     rows = []
     for p in np.asarray(kp, dtype=np.float64).tolist():
         rows.append(None if any(math.isnan(c) for c in p[:2]) else p)
-    return msgpack.packb({
+    msg = {
         "v": VERSION, "stream": stream, "frame": int(frame),
         "t": time.time() if t is None else float(t),
         "layout": layout, "width": int(width), "height": int(height), "kp": rows,
-    }, use_bin_type=True)
+    }
+    if focal_px is not None:
+        msg["focal_px"] = float(focal_px)
+    return msgpack.packb(msg, use_bin_type=True)
 
 
 def encode_end(stream: str) -> bytes:
