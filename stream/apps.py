@@ -45,15 +45,19 @@ def load_model(checkpoint: str | Path | None = None, name: str = "causal"):
 
 
 def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_streams: int = 1,
-                policy: GapPolicy | None = None, threads: int | None = 1) -> LiftEngine:
+                policy: GapPolicy | None = None, threads: int | None = 1, fov: float | None = None) -> LiftEngine:
     """A LiftEngine for a loaded checkpoint. ``threads``: torch CPU threads (process-wide).
     One is the default: a streaming step is a few small matrix products, and several
     threads spin and wait on each other, which on a busy 2-core machine raised the p99
-    latency from under 1 ms to about 50 ms. ``None`` leaves torch's setting alone."""
+    latency from under 1 ms to about 50 ms. ``None`` leaves torch's setting alone.
+    ``fov``: horizontal field of view in degrees of frames that state no ``focal_px`` (for
+    the root; None: the default, ``model.root.DEFAULT_FOV_DEG``)."""
     import torch
 
     from poselift.model import get_precision, resolve_device
 
+    if fov is not None and not 0 < fov < 180:
+        raise UserError(f"--fov must be a horizontal field of view between 0 and 180 degrees, got {fov:g}")
     if threads is not None:
         if threads < 1:
             raise UserError("--threads must be at least 1")
@@ -69,7 +73,8 @@ def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_stre
         raise UserError(f"--precision {precision}: {exc}") from None
     try:
         return LiftEngine(ckpt.model, trajectory_model=ckpt.trajectory_model, max_streams=max_streams,
-                          device=dev, precision=precision, policy=policy)
+                          device=dev, precision=precision, policy=policy,
+                          trajectory_meta=ckpt.meta.get("trajectory"), fov_deg=fov)
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
@@ -310,7 +315,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
                publish: str | None = None, window: bool = True, device: str = "auto", precision: str = "fp32",
                max_frames: int | None = None, stream: str = "cam0", threads: int | None = 1,
                allow_remote: bool = False, verbose: bool = False, raw: bool = False,
-               vmc: str | None = None) -> dict[str, Any]:
+               vmc: str | None = None, fov: float | None = None) -> dict[str, Any]:
     """Camera (or video file) -> MediaPipe -> streaming lifter, with a live window and
     optional publishing. Latency is measured from frame capture (before detection) to
     the lifted pose."""
@@ -322,7 +327,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
         raise UserError("no display found (DISPLAY is not set); use --no-window to run headless")
     vmc_sender = _open_vmc(vmc, allow_remote, raw)
     ckpt = load_model(checkpoint, "causal")
-    engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads)
+    engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads, fov=fov)
     try:
         src = VideoSource(video if video else camera, stream=stream, max_frames=max_frames, verbose=verbose)
     except (FileNotFoundError, RuntimeError) as exc:
@@ -445,7 +450,7 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
               checkpoint: str | Path | None = None, device: str = "auto", max_frames: int | None = None,
               policy: GapPolicy | None = None, precision: str = "fp32", threads: int | None = 1,
               verbose: bool = False, raw: bool = False, bvh: str | Path | None = None,
-              vmc: str | None = None, allow_remote: bool = False) -> dict[str, Any]:
+              vmc: str | None = None, allow_remote: bool = False, fov: float | None = None) -> dict[str, Any]:
     """Offline lifting of a whole video: MediaPipe on every frame, then the same intake
     (layout, normalisation, gap filling) and lifting loop as ``webcam``/``serve``, with the
     stream flushed at the end, so every frame gets the pose and validity flag the live path
@@ -475,7 +480,8 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
         check_writable(bvh, "--bvh")
     vmc_sender = _open_vmc(vmc, allow_remote, raw)
     ckpt = load_model(checkpoint, model)
-    engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, policy=policy, threads=threads)
+    engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, policy=policy, threads=threads,
+                         fov=fov)
     try:
         src = VideoSource(str(path), stream="video", max_frames=max_frames, verbose=verbose)
     except (FileNotFoundError, RuntimeError) as exc:

@@ -48,6 +48,12 @@ def _motion_options(p: argparse.ArgumentParser, vmc: bool = True) -> None:
                             "(loopback only unless --allow-remote)")
 
 
+def _fov_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fov", type=float, default=None, metavar="DEGREES",
+                   help="the camera's horizontal field of view, for the root's distance (default 60, the middle "
+                        "of the usual webcam range; a 70-degree camera read as 60 puts the person 21 %% too far)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo", help="replay the bundled 2D clip through the causal model, publish and render it",
@@ -94,11 +100,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _allow_remote_option(p)
     _verbose_option(p)
     _motion_options(p)
+    _fov_option(p)
     _model_options(p)
     p.set_defaults(func=lambda a: _call("run_webcam",
         camera=a.camera, video=a.video, checkpoint=a.checkpoint, publish=a.publish, window=not a.no_window,
         device=a.device, precision=a.precision, max_frames=a.frames, stream=a.stream, threads=a.threads,
-        allow_remote=a.allow_remote, verbose=a.verbose, raw=a.raw, vmc=a.vmc))
+        allow_remote=a.allow_remote, verbose=a.verbose, raw=a.raw, vmc=a.vmc, fov=a.fov))
 
     p = subparsers.add_parser(
         "serve", help="turn a ZeroMQ 2D keypoint feed into 3D poses",
@@ -150,11 +157,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-remote", action="store_true", help="allow --vmc to a host that is not loopback")
     _verbose_option(p)
     _motion_options(p)
+    _fov_option(p)
     _model_options(p)
     p.set_defaults(func=lambda a: _call("run_video",
         a.file, out=a.out, render=a.render, model=a.model, checkpoint=a.checkpoint, device=a.device,
         max_frames=a.frames, precision=a.precision, threads=a.threads, verbose=a.verbose, raw=a.raw,
-        bvh=a.bvh, vmc=a.vmc, allow_remote=a.allow_remote))
+        bvh=a.bvh, vmc=a.vmc, allow_remote=a.allow_remote, fov=a.fov))
 
     p = subparsers.add_parser(
         "listen", help="example consumer: print the 3D poses a publisher sends",

@@ -103,7 +103,8 @@ class LiftEngine:
 
     def __init__(self, model: torch.nn.Module, *, trajectory_model: torch.nn.Module | None = None,
                  max_streams: int = 16, device: str = "cpu", precision: str = "fp32",
-                 policy: GapPolicy | None = None, evict_after_s: float = 2.0) -> None:
+                 policy: GapPolicy | None = None, evict_after_s: float = 2.0,
+                 trajectory_meta: dict[str, Any] | None = None, fov_deg: float | None = None) -> None:
         cfg = model.config
         if cfg.num_joints_in != NUM_JOINTS or cfg.in_features != 2 or cfg.num_joints_out != NUM_JOINTS:
             raise ValueError("the streaming service needs a 17-joint 2D -> 17-joint 3D model")
@@ -114,6 +115,16 @@ class LiftEngine:
             if traj.latency_frames != self.lifter.latency_frames or traj.config.num_joints_out != 1:
                 raise ValueError("the trajectory model must output 1 joint and have the pose model's latency")
             self.traj = traj
+        # A depth-over-focal trajectory model (model/root.py) predicts log(Z / f_n): the root in
+        # metres needs the focal length, the frame's own ``focal_px`` or one from ``fov_deg``.
+        self.root_decoder = None
+        if trajectory_model is not None and (trajectory_meta or {}).get("target") == "depth_over_focal":
+            from poselift.model import root as root_model
+
+            self.root_decoder = root_model
+            fov_deg = root_model.DEFAULT_FOV_DEG if fov_deg is None else fov_deg
+            root_model.focal_from_fov(fov_deg)  # raises ValueError outside (0, 180)
+        self.fov_deg = fov_deg
         self.policy = policy or GapPolicy()
         self.max_streams = max_streams
         self.evict_after_s = evict_after_s
@@ -252,7 +263,7 @@ class LiftEngine:
                 if k >= self.latency_frames:
                     m = s.pending.popleft()
                     if m is not None:
-                        out.append(self._pose(m, y[row], None if root is None else root[row, 0],
+                        out.append(self._pose(m, y[row], None if root is None else self._root(root[row], m),
                                               m.valid, warmup=k - self.latency_frames < self.receptive_field - 1 - self.latency_frames,
                                               epoch=s.epoch))
 
@@ -264,6 +275,15 @@ class LiftEngine:
             except ProtocolError as exc:
                 self.reject(exc.reason, exc.detail, f.stream)
         return self.run()
+
+    def _root(self, out: np.ndarray, m: Meta) -> np.ndarray:
+        """The trajectory model's output (1, 3) for frame ``m`` -> the root in camera metres."""
+        if self.root_decoder is None:
+            return out[0]
+        if m.x is None:
+            return np.full(3, np.nan)
+        focal = m.focal_px if m.focal_px is not None else self.root_decoder.focal_from_fov(self.fov_deg, m.width)
+        return self.root_decoder.root_from_output(out, m.x[0], focal, m.width, m.height)
 
     def _pose(self, m: Meta, joints: np.ndarray, root: np.ndarray | None, valid: bool, warmup: bool,
               epoch: int = 0) -> PoseOut:
@@ -282,7 +302,7 @@ class LiftEngine:
             metas = list(s.pending)
             for i, m in enumerate(metas[len(metas) - len(tails):]):
                 if m is not None:
-                    out.append(self._pose(m, tails[i], None if roots is None else roots[i, 0], m.valid, warmup=False,
+                    out.append(self._pose(m, tails[i], None if roots is None else self._root(roots[i], m), m.valid, warmup=False,
                                           epoch=s.epoch))
         s.pending.clear()
         s.steps = 0
