@@ -19,6 +19,7 @@ pose entries are copied untouched, ``trajectory`` holds the new model and
 Command line (thin)::
 
     python -m poselift.train.trajectory train --out root.pt [--epochs 8 ...] [--resume]
+    python -m poselift.train.trajectory calibrate root.pt.state.pt --out root.pt   # re-ship a run's weights
     python -m poselift.train.trajectory eval root.pt [--json out.json]
     python -m poselift.train.trajectory ship root.pt --base model/weights/causal.pt --out causal.pt
 """
@@ -81,6 +82,7 @@ class RootTrainConfig:
     train_subjects: tuple[str, ...] = ()
     max_batches_per_epoch: int = 0
     eval_cameras: int = 4
+    calibrate_batches: int = 20  # 0: ship the raw weights (see train/root_calibration.py)
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(filter_widths=tuple(self.filter_widths), causal=True, channels=self.channels,
@@ -205,7 +207,8 @@ class RootTrainer:
         if state.get("format") != STATE_FORMAT:
             raise CheckpointError(f"{source}: not a poselift root training state file")
         saved = RootTrainConfig.from_dict(state["config"])
-        mine = dataclasses.replace(self.config, epochs=saved.epochs, data=saved.data)
+        mine = dataclasses.replace(self.config, epochs=saved.epochs, data=saved.data,
+                                   calibrate_batches=saved.calibrate_batches)
         if saved != mine:
             diff = [f.name for f in dataclasses.fields(RootTrainConfig) if getattr(saved, f.name) != getattr(mine, f.name)]
             raise CheckpointError(f"{source}: cannot resume: the run was started with different settings: {diff}")
@@ -243,8 +246,7 @@ def train_root(config: RootTrainConfig, out: str | Path, base_checkpoint: str | 
         trainer.epoch += 1
         trainer.history.append(record)
         atomic_torch_save(trainer.state_dict(), state_path(out))
-        ship_trajectory(base, trainer.model, out, training={"config": config.to_dict(), "epochs_done": trainer.epoch,
-                                                            "history": trainer.history})
+        ship_calibrated(trainer, base, out)
         if progress:
             msg = (f"root epoch {record['epoch']}: log-q loss {record['loss_log_q']:.4f}, train depth error "
                    f"{record['train_depth_rel'] * 100:.1f}%, {record['seconds']:.0f} s")
@@ -255,6 +257,24 @@ def train_root(config: RootTrainConfig, out: str | Path, base_checkpoint: str | 
 
 
 # ----------------------------------------------------------------------------- shipping
+def ship_calibrated(trainer: RootTrainer, base: str | Path, out: str | Path) -> dict[str, Any]:
+    """Ship a calibrated copy of the trainer's model (the model in training is left
+    alone); returns the training record written into ``meta["trajectory"]["training"]``."""
+    import copy
+
+    from .root_calibration import calibrate
+
+    cfg = trainer.config
+    model = trainer.model
+    training: dict[str, Any] = {"config": cfg.to_dict(), "epochs_done": trainer.epoch, "history": trainer.history}
+    if cfg.calibrate_batches:
+        model = copy.deepcopy(trainer.model)
+        training["calibration"] = calibrate(model, trainer.sampler, cfg.calibrate_batches,
+                                            min(cfg.batch_size, 1024))
+    ship_trajectory(base, model, out, training=training)
+    return training
+
+
 def ship_trajectory(base_checkpoint: str | Path, trajectory_model: TemporalModel, out: str | Path,
                     training: dict[str, Any] | None = None, half: bool = True) -> None:
     """Write ``out``: ``base_checkpoint`` with its pose entries copied untouched and
@@ -417,6 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--missing-prob", type=float, default=0.0)
     e.add_argument("--focal-scales", default="1.0,0.8,1.2")
     e.add_argument("--json")
+    c = sub.add_parser("calibrate", help="calibrate the fp32 weights of a run's state file and ship them")
+    c.add_argument("state", help="OUT.state.pt of a train run")
+    c.add_argument("--data", default=str(DEFAULT_MOCAP))
+    c.add_argument("--base", default=None)
+    c.add_argument("--out", required=True)
+    c.add_argument("--batches", type=int, default=30)
     s = sub.add_parser("ship")
     s.add_argument("trained", help="a checkpoint with a depth-over-focal trajectory model")
     s.add_argument("--base", required=True)
@@ -442,6 +468,18 @@ def main(argv: list[str] | None = None) -> int:
         print(format_root_table(results))
         if args.json:
             Path(args.json).write_text(json.dumps({k: r.to_dict() for k, r in results}, indent=2))
+    elif args.cmd == "calibrate":
+        from poselift.model.commands import default_checkpoint
+
+        torch.set_num_threads(1)
+        state = read_raw(args.state)
+        cfg = dataclasses.replace(RootTrainConfig.from_dict(state["config"]), data=args.data,
+                                  calibrate_batches=args.batches)
+        trainer = RootTrainer(cfg, "cpu", progress=False)
+        trainer.load_state_dict(state, args.state)
+        training = ship_calibrated(trainer, args.base or default_checkpoint("causal"), args.out)
+        print(json.dumps(training["calibration"], indent=1))
+        print(f"wrote {args.out}")
     else:
         ckpt = load_checkpoint(args.trained)
         if ckpt.trajectory_model is None:
