@@ -369,22 +369,28 @@ def predict_root(model: TemporalModel, keypoints: torch.Tensor, focal_px: float,
                            focal_px, size[0], size[1])
 
 
-def evaluate_root(model: TemporalModel, takes: list[Take], distances: tuple[float, ...] = EVAL_DISTANCES,
-                  cameras: int = 4, corruption: Corruption = Corruption(), focal_scale: float = 1.0,
-                  device: str | torch.device = "cpu", seed: int = 0) -> RootEvaluation:
-    """Root error on ``takes`` seen by the protocol cameras at each of ``distances``; the
-    focal length stated to the decoder is the true one times ``focal_scale``. Frames in
-    which some joint is outside the image or behind the camera are left out (a detector
-    would not see them). Bins are by the true depth Z."""
+def collect_root_predictions(model: TemporalModel, takes: list[Take], distances: tuple[float, ...] = EVAL_DISTANCES,
+                             cameras: int = 4, corruption: Corruption = Corruption(),
+                             device: str | torch.device = "cpu", seed: int = 0) -> list[tuple[RootView, np.ndarray]]:
+    """Every protocol view at every distance with the model's predicted q (T,), causal."""
     model = model.eval()
-    preds, gts, dists = [], [], []
+    out = []
     for d in distances:
         for i, take in enumerate(takes):
             for v in root_views(take, d, cameras, corruption, seed + i):
-                pred = predict_root(model, v.keypoints, v.focal_px * focal_scale, v.size, device)
-                preds.append(pred[v.in_view])
-                gts.append(v.root[v.in_view])
-                dists.append(np.full(int(v.in_view.sum()), d))
+                raw = lift_sequence(model, v.keypoints[None], device=device)[0].cpu()
+                out.append((v, depth_over_focal_from_output(raw).double().numpy()))
+    return out
+
+
+def score_root(collected: list[tuple[RootView, np.ndarray]], focal_scale: float = 1.0) -> RootEvaluation:
+    """Root errors of collected predictions decoded with the true focal length times ``focal_scale``."""
+    preds, gts, dists = [], [], []
+    for v, q in collected:
+        pred = root_from_depth(q, v.keypoints[:, 0].double().numpy(), v.focal_px * focal_scale, *v.size)
+        preds.append(pred[v.in_view])
+        gts.append(v.root[v.in_view])
+        dists.append(np.full(int(v.in_view.sum()), v.distance))
     pred, gt, dist = np.concatenate(preds), np.concatenate(gts), np.concatenate(dists)
     result = RootEvaluation(_summary(pred, gt), focal_scale=focal_scale)
     for lo, hi in DEPTH_BINS:
@@ -392,9 +398,19 @@ def evaluate_root(model: TemporalModel, takes: list[Take], distances: tuple[floa
         result.bins[f"{lo:g}-{hi:g} m"] = _summary(pred[m], gt[m])
     m = (gt[:, 2] >= 4.0) & (gt[:, 2] <= 8.0)
     result.bins["4-8 m (all)"] = _summary(pred[m], gt[m])
-    for d in distances:
+    for d in sorted(set(dist.tolist())):
         result.per_distance[f"{d:g} m"] = _summary(pred[dist == d], gt[dist == d])
     return result
+
+
+def evaluate_root(model: TemporalModel, takes: list[Take], distances: tuple[float, ...] = EVAL_DISTANCES,
+                  cameras: int = 4, corruption: Corruption = Corruption(), focal_scale: float = 1.0,
+                  device: str | torch.device = "cpu", seed: int = 0) -> RootEvaluation:
+    """Root error on ``takes`` seen by the protocol cameras at each of ``distances``; the
+    focal length stated to the decoder is the true one times ``focal_scale``. Frames in
+    which some joint is outside the image or behind the camera are left out (a detector
+    would not see them). Bins are by the true depth Z."""
+    return score_root(collect_root_predictions(model, takes, distances, cameras, corruption, device, seed), focal_scale)
 
 
 def format_root_table(results: list[tuple[str, RootEvaluation]]) -> str:
@@ -461,10 +477,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{args.checkpoint}: no trajectory model")
         takes = load_takes(args.data, fps=ckpt.fps, subjects=set(VALIDATION_SUBJECTS), progress=False)
         corruption = Corruption(args.noise_px, args.missing_prob)
+        collected = collect_root_predictions(ckpt.trajectory_model, takes, corruption=corruption)
         results = []
         for scale in (float(x) for x in args.focal_scales.split(",")):
             label = "true focal" if scale == 1.0 else f"focal x{scale:g}"
-            results.append((label, evaluate_root(ckpt.trajectory_model, takes, corruption=corruption, focal_scale=scale)))
+            results.append((label, score_root(collected, scale)))
         print(format_root_table(results))
         if args.json:
             Path(args.json).write_text(json.dumps({k: r.to_dict() for k, r in results}, indent=2))
