@@ -123,8 +123,7 @@ def markdown(r: dict) -> str:
     if mo:
         lines += ["", "## Motion stage (body, consistent joints, rotations; bench/motion.py)", "",
                   "| streams per batch | batch ms (median) | per pose ms |", "|---:|---:|---:|"]
-        for key, v in mo.items():
-            lines.append(f"| {key[len('streams_'):]} | {_f(v['batch_ms'], 3)} | {_f(v['per_pose_ms'], 4)} |")
+        lines += [f"| {key[len('streams_'):]} | {_f(v['batch_ms'], 3)} | {_f(v['per_pose_ms'], 4)} |" for key, v in mo.items()]
     if r.get("goals"):
         lines += ["", "## Goals", "", "| goal | measured | target | met |", "|---|---:|---|---|"]
         for g in r["goals"]:
