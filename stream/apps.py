@@ -74,7 +74,7 @@ def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_stre
     try:
         return LiftEngine(ckpt.model, trajectory_model=ckpt.trajectory_model, max_streams=max_streams,
                           device=dev, precision=precision, policy=policy,
-                          trajectory_meta=ckpt.meta.get("trajectory"), fov_deg=fov)
+                          trajectory_meta=(getattr(ckpt, "meta", None) or {}).get("trajectory"), fov_deg=fov)
     except ValueError as exc:
         raise UserError(str(exc)) from None
 

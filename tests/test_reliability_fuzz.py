@@ -265,7 +265,7 @@ def run_wire_fuzz(tmp_path, n_messages: int, seed: int = 0) -> dict:
     expected = Counter(expected_reason(d) for _, d in messages)
     good_at = set(np.linspace(0, len(messages), n_good, endpoint=False).astype(int).tolist())
 
-    serve = ServeProcess.start(ckpt, "--lossless")
+    serve = ServeProcess.start(ckpt, "--lossless", "--raw")
     rx = pull(serve.publish)
     got = {"pose3d": [], "status": []}
     n_poses = expected[None] + n_good + len(after_kp)
