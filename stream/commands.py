@@ -43,9 +43,9 @@ def _motion_options(p: argparse.ArgumentParser, vmc: bool = True) -> None:
                    help="publish/write the model's own joints: no body estimate, no rotations (default: every "
                         "pose is made consistent with the stream's body, see README, Motion)")
     if vmc:
-        p.add_argument("--vmc", default=None, metavar="HOST:PORT",
-                       help="also send the motion over VMC (OSC/UDP) to this receiver, e.g. 127.0.0.1:39539 "
-                            "(loopback only unless --allow-remote)")
+        p.add_argument("--vmc", nargs="?", const="127.0.0.1:39539", default=None, metavar="HOST:PORT",
+                       help="also send the motion over VMC (OSC/UDP) to this receiver (alone: 127.0.0.1:39539, "
+                            "the VMC default; another host needs --allow-remote)")
 
 
 def _fov_option(p: argparse.ArgumentParser) -> None:

@@ -189,3 +189,19 @@ def test_unwritable_bvh_fails_at_start(tmp_path):
     assert "--bvh" in str(exc.value) and "\n" not in str(exc.value)
     with pytest.raises(UserError, match="--raw"):
         run_video(tmp_path / "missing.mp4", out=tmp_path / "o.npz", bvh=tmp_path / "x.bvh", raw=True)
+
+
+def test_the_motion_flags_parse():
+    import argparse
+
+    from poselift.stream.commands import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    a = parser.parse_args(["video", "clip.mp4", "--out", "x.npz", "--bvh", "x.bvh", "--vmc", "--fov", "70"])
+    assert (a.file, a.bvh, a.vmc, a.fov, a.raw) == ("clip.mp4", "x.bvh", "127.0.0.1:39539", 70.0, False)
+    for cmd in (["serve"], ["webcam"], ["demo"]):
+        a = parser.parse_args(cmd + ["--raw", "--vmc", "localhost:9000"])
+        assert a.raw and a.vmc == "localhost:9000"
+    a = parser.parse_args(["listen", "--bvh", "o.bvh", "--stream", "cam0"])
+    assert a.bvh == "o.bvh" and a.stream == ["cam0"]
