@@ -95,6 +95,7 @@ class PosePublisher:
         self.should_stop: Callable[[], bool] | None = None
         # What status messages the publisher sends by itself (skeleton) report as counters.
         self.counters: Callable[[], dict[str, Any]] = lambda: {"published": self.published}
+        self._skeletons: dict[str, dict[str, Any]] = {}  # the latest skeleton of each stream, for late joiners
 
     def _send(self, topic: str, payload: bytes, *, block: bool = True) -> bool:
         """Send one message. PUB never waits (it drops at the high-water mark). PUSH waits
@@ -134,10 +135,23 @@ class PosePublisher:
     def send_skeleton(self, stream: str, frame: int, offsets: Any, reason: str) -> None:
         """A ``skeleton`` status message, sent before the pose that first uses it. It is not
         dropped like other status messages (a lossless consumer needs it to use rotations)."""
+        skeleton = skeleton_map(offsets, frame)
+        self._skeletons[stream] = skeleton
         self._send(STATUS_TOPIC, encode_status(
             "skeleton", self.counters(), stream=stream, reason=reason,
-            detail=f"body {reason}: rest offsets for the rotations from frame {frame} on",
-            skeleton=skeleton_map(offsets, frame)))
+            detail=f"body {reason}: rest offsets for the rotations from frame {frame} on", skeleton=skeleton))
+
+    def forget_skeleton(self, stream: str | None) -> None:
+        """The stream reset or ended: its skeleton is no longer current."""
+        self._skeletons.pop(stream, None)  # type: ignore[arg-type]
+
+    def resend_skeletons(self) -> None:
+        """Every stream's current skeleton again (``reason`` "current"), for consumers that
+        connected after it was first sent (PUB/SUB); dropped, not waited for, when behind."""
+        for stream, skeleton in self._skeletons.items():
+            self._send(STATUS_TOPIC, encode_status("skeleton", self.counters(), stream=stream, reason="current",
+                                                   detail="the stream's current skeleton (repeated every second)",
+                                                   skeleton=skeleton), block=False)
 
     def send_status(self, event: str, counters: dict[str, Any], **kw: Any) -> None:
         """Status never blocks the lifter: with no PUSH consumer ready it is dropped."""
@@ -230,6 +244,8 @@ class PoseServer:
         for ev in events:
             if ev.kind == "rejected":
                 self.rejected[ev.reason] += 1
+            elif ev.kind in ("reset", "end"):
+                self.publisher.forget_skeleton(ev.stream)
             self.publisher.send_status(ev.kind, self.counters(), stream=ev.stream, reason=ev.reason,
                                        detail=ev.detail)
 
@@ -264,6 +280,7 @@ class PoseServer:
         if self.status_interval_s and now - self._last_status >= self.status_interval_s:
             self._last_status = now
             self.publisher.send_status("counters", self.counters())
+            self.publisher.resend_skeletons()
         return n
 
     def serve_forever(self, *, max_frames: int | None = None, duration_s: float | None = None) -> dict[str, Any]:

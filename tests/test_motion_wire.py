@@ -205,3 +205,37 @@ def test_the_motion_flags_parse():
         assert a.raw and a.vmc == "localhost:9000"
     a = parser.parse_args(["listen", "--bvh", "o.bvh", "--stream", "cam0"])
     assert a.bvh == "o.bvh" and a.stream == ["cam0"]
+
+
+def test_a_late_consumer_gets_the_current_skeleton(causal, clip):
+    import time
+
+    from poselift.stream.client import KeypointSender, PoseReceiver
+    from poselift.stream.service import PoseServer
+    from tests.stream_helpers import ServerThread
+
+    engine = LiftEngine(causal.model, trajectory_model=causal.trajectory_model, max_streams=2,
+                        trajectory_meta=causal.meta.get("trajectory"))
+    server = PoseServer(engine, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", status_interval_s=0.2,
+                        stages=[MotionWire(engine, warmup=5)])
+    thread = ServerThread(server)
+    tx = KeypointSender(server.input_endpoint)
+    rx = None
+    try:
+        time.sleep(0.5)  # PUB/SUB: let the sender's connection settle
+        for f in clip.frames("cam0", limit=20):
+            tx.send("cam0", f.frame, f.kp, width=f.width, height=f.height, t=f.t)
+        time.sleep(1.0)
+        rx = PoseReceiver(server.publish_endpoint, status=True)  # joins after the body settled
+        got = None
+        t_end = time.monotonic() + 10
+        while got is None and time.monotonic() < t_end:
+            m = rx.recv(200)
+            if m is not None and m.get("event") == "skeleton" and m["stream"] == "cam0":
+                got = m
+    finally:
+        tx.close()
+        if rx is not None:
+            rx.close()
+        thread.stop()
+    assert got is not None and got["reason"] == "current" and len(got["skeleton"]["offsets"]) == 19
