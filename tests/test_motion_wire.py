@@ -79,9 +79,12 @@ def test_the_body_starts_over_with_the_stream_and_is_freed_at_its_end(causal, cl
 
 
 def test_raw_skips_the_stage(causal, clip):
-    engine = LiftEngine(causal.model, max_streams=1)
-    arrays = video_arrays(list(clip.frames("video", limit=12)), engine, raw=True)
-    assert "rotations" not in arrays and "joints_raw" not in arrays
+    frames = list(clip.frames("video", limit=12))
+    raw = video_arrays(frames, LiftEngine(causal.model, max_streams=1), raw=True)
+    assert "rotations" not in raw and "joints_raw" not in raw
+    default = video_arrays(frames, LiftEngine(causal.model, max_streams=1))
+    np.testing.assert_array_equal(raw["poses3d"], default["joints_raw"])  # the model's own joints
+    assert not np.allclose(raw["poses3d"], default["poses3d"])
 
 
 @pytest.fixture(scope="module")
