@@ -121,6 +121,11 @@ def markdown(r: dict) -> str:
             lines.append(f"| {'sum of the stage medians' if k == 'total' else k} | {v:.2f} |")
         lines.append(f"\n{pl['fps_wall']:.1f} fps wall clock ({pl['frames']} frames, start-up included); the stage medians "
                      f"sum to {ms['total']:.2f} ms; lift is {100 * pl['lift_share']:.1f} % of that sum.")
+    mo = r.get("motion")
+    if mo:
+        lines += ["", "## Motion stage (body, consistent joints, rotations; bench/motion.py)", "",
+                  "| streams per batch | batch ms (median) | per pose ms |", "|---:|---:|---:|"]
+        lines += [f"| {key[len('streams_'):]} | {_f(v['batch_ms'], 3)} | {_f(v['per_pose_ms'], 4)} |" for key, v in mo.items()]
     if r.get("goals"):
         lines += ["", "## Goals", "", "| goal | measured | target | met |", "|---|---:|---|---|"]
         for g in r["goals"]:

@@ -217,5 +217,6 @@ def read_checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
         "normalization": ckpt.meta.get("normalization"),
         "training": ckpt.meta.get("training"),
         "trajectory_model": None if ckpt.trajectory_model is None else ckpt.trajectory_model.config.to_dict(),
+        "trajectory_target": (ckpt.meta.get("trajectory") or {}).get("target") if ckpt.trajectory_model else None,
     }
     return info

@@ -50,7 +50,8 @@ def format_info(info: dict) -> str:
         f"joints          {arch['num_joints_in']} in x {arch['in_features']} features -> {arch['num_joints_out']} out ({info['layout']})",
         f"frame rate      {info['fps']} fps",
         f"normalisation   {info['normalization'].get('description', info['normalization'])}",
-        f"trajectory      {'yes' if info['trajectory_model'] else 'no'}",
+        f"trajectory      {'yes' if info['trajectory_model'] else 'no'}"
+        + (f" ({info['trajectory_target']})" if info.get("trajectory_target") else ""),
     ]
     training = info.get("training") or {}
     for key, value in training.items():

@@ -136,7 +136,7 @@ _LEAVES = {3: 2, 6: 5, 13: 12, 16: 15, 10: 9}
 
 
 def _norm(v: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.sum(v * v, axis=-1))
+    return np.sqrt(np.add.reduce(v * v, axis=-1))
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -155,7 +155,7 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _basis(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
     """Orthonormal basis (..., 3, 3) with columns (primary, secondary off primary, their cross)."""
     e1 = _unit(primary)
-    e2 = _unit(secondary - np.sum(secondary * e1, axis=-1, keepdims=True) * e1)
+    e2 = _unit(secondary - np.add.reduce(secondary * e1, axis=-1, keepdims=True) * e1)
     return np.stack([e1, e2, _cross(e1, e2)], axis=-1)
 
 
@@ -189,7 +189,7 @@ def _swing(parent: np.ndarray, rest: np.ndarray, direction: np.ndarray) -> np.nd
     v = _unit(np.einsum("nkji,nkj->nki", parent, direction))
     u = np.broadcast_to(rest, v.shape)
     axis = _cross(u, v)
-    c = np.sum(u * v, axis=-1)
+    c = np.add.reduce(u * v, axis=-1)
     k = np.zeros(v.shape + (3,))
     k[..., 0, 1], k[..., 0, 2], k[..., 1, 2] = -axis[..., 2], axis[..., 1], -axis[..., 0]
     k[..., 1, 0], k[..., 2, 0], k[..., 2, 1] = axis[..., 2], -axis[..., 1], axis[..., 0]
@@ -222,22 +222,22 @@ def solve_rotations(joints: np.ndarray, prev_twist: np.ndarray | None = None,
     n = j.shape[0]
     primary, raw, bone = _differences(j)
     e1 = _unit(primary)
-    raw = raw - np.sum(raw * e1, axis=-1, keepdims=True) * e1
+    raw = raw - np.add.reduce(raw * e1, axis=-1, keepdims=True) * e1
     if prev_twist is not None:
         prev = np.asarray(prev_twist, dtype=np.float64)
         have = np.isfinite(prev).all(axis=-1)
         prev = np.where(have[..., None], prev, 0.0)
-        prev = prev - np.sum(prev * e1, axis=-1, keepdims=True) * e1
-        flip = _ALIGN_SIGN & (np.sum(raw * prev, axis=-1) < 0)
+        prev = prev - np.add.reduce(prev * e1, axis=-1, keepdims=True) * e1
+        flip = _ALIGN_SIGN & (np.add.reduce(raw * prev, axis=-1) < 0)
         raw = np.where(flip[..., None], -raw, raw)
         secondary = raw + _CARRY[:, None] * prev
     else:
         secondary = raw
     weak = _norm(secondary) < 1e-9  # no information at all (first frame, straight arm): the rest
     if weak.any():                  # secondary, or the world axis most across the bone if it is not
-        along = np.abs(np.sum(e1 * _SECONDARY_REST, axis=-1)) > 0.9
+        along = np.abs(np.add.reduce(e1 * _SECONDARY_REST, axis=-1)) > 0.9
         fallback = np.where(along[..., None], np.eye(3)[np.argmin(np.abs(e1), axis=-1)], _SECONDARY_REST)
-        fallback = fallback - np.sum(fallback * e1, axis=-1, keepdims=True) * e1
+        fallback = fallback - np.add.reduce(fallback * e1, axis=-1, keepdims=True) * e1
         secondary = np.where(weak[..., None], fallback, secondary)
     frames = _basis(primary, secondary) @ np.swapaxes(_REST_BASES, -1, -2)  # (N, 7, 3, 3)
 
@@ -251,7 +251,9 @@ def solve_rotations(joints: np.ndarray, prev_twist: np.ndarray | None = None,
     local = np.empty_like(world)
     local[:, 0] = world[:, 0]
     local[:, 1:] = np.swapaxes(world[:, parents[1:]], -1, -2) @ world[:, 1:]
-    quat = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_quat().reshape(n, NUM_RIG, 4)
+    # assume_valid: every matrix is a product of orthonormal frames (no re-orthogonalisation
+    # needed), and skipping scipy's checks is a fifth of the stage's time at batch 1.
+    quat = Rotation.from_matrix(local.reshape(-1, 3, 3), assume_valid=True).as_quat().reshape(n, NUM_RIG, 4)
     quat = continuous_quaternions(quat, prev_local)
     twist = _unit(secondary)
     return RigPose(quat, world, twist)
@@ -265,7 +267,7 @@ def continuous_quaternions(quat: np.ndarray, prev: np.ndarray | None) -> np.ndar
     if prev is not None:
         prev = np.asarray(prev, dtype=np.float64)
         reference = np.where(np.isfinite(prev).all(axis=-1, keepdims=True), prev, reference)
-    return np.where((np.sum(quat * reference, axis=-1) < 0)[..., None], -quat, quat)
+    return np.where((np.add.reduce(quat * reference, axis=-1) < 0)[..., None], -quat, quat)
 
 
 def solve_sequence(joints: np.ndarray) -> np.ndarray:

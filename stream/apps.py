@@ -45,15 +45,19 @@ def load_model(checkpoint: str | Path | None = None, name: str = "causal"):
 
 
 def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_streams: int = 1,
-                policy: GapPolicy | None = None, threads: int | None = 1) -> LiftEngine:
+                policy: GapPolicy | None = None, threads: int | None = 1, fov: float | None = None) -> LiftEngine:
     """A LiftEngine for a loaded checkpoint. ``threads``: torch CPU threads (process-wide).
     One is the default: a streaming step is a few small matrix products, and several
     threads spin and wait on each other, which on a busy 2-core machine raised the p99
-    latency from under 1 ms to about 50 ms. ``None`` leaves torch's setting alone."""
+    latency from under 1 ms to about 50 ms. ``None`` leaves torch's setting alone.
+    ``fov``: horizontal field of view in degrees of frames that state no ``focal_px`` (for
+    the root; None: the default, ``model.root.DEFAULT_FOV_DEG``)."""
     import torch
 
     from poselift.model import get_precision, resolve_device
 
+    if fov is not None and not 0 < fov < 180:
+        raise UserError(f"--fov must be a horizontal field of view between 0 and 180 degrees, got {fov:g}")
     if threads is not None:
         if threads < 1:
             raise UserError("--threads must be at least 1")
@@ -69,9 +73,36 @@ def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_stre
         raise UserError(f"--precision {precision}: {exc}") from None
     try:
         return LiftEngine(ckpt.model, trajectory_model=ckpt.trajectory_model, max_streams=max_streams,
-                          device=dev, precision=precision, policy=policy)
+                          device=dev, precision=precision, policy=policy,
+                          trajectory_meta=(getattr(ckpt, "meta", None) or {}).get("trajectory"), fov_deg=fov)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+def motion_stages(engine: LiftEngine, *, raw: bool = False, vmc=None) -> list:
+    """The post-processing stages of a live or offline loop: the motion stage (a consistent
+    body, rotations and root per stream; skipped with ``raw``: the model's own joints are
+    published) and, with a VMC sender, the VMC output after it."""
+    from .motion_wire import MotionWire
+    from .outputs import VMCStage
+
+    if raw:
+        return []
+    stages: list = [MotionWire(engine)]
+    if vmc is not None:
+        stages.append(VMCStage(vmc))
+    return stages
+
+
+def _open_vmc(vmc: str | None, allow_remote: bool, raw: bool):
+    from .outputs import open_vmc
+
+    if vmc and raw:
+        raise UserError("--vmc needs the joint rotations, which --raw turns off")
+    sender = open_vmc(vmc, allow_remote)
+    if sender is not None:
+        print(f"sending VMC to {sender.address}:{sender.port}")
+    return sender
 
 
 def describe_model(ckpt, engine: LiftEngine) -> str:
@@ -124,7 +155,8 @@ def _order(poses: list[PoseOut], n: int) -> list[PoseOut | None]:
 def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = None,
              out: str | Path | None = DEFAULT_DEMO_OUT, publish: str | None = "tcp://127.0.0.1:5556",
              frames: int | None = None, render_frames: int = 90, device: str = "auto", precision: str = "fp32",
-             realtime: bool = False, threads: int | None = 1, allow_remote: bool = False) -> dict[str, Any]:
+             realtime: bool = False, threads: int | None = 1, allow_remote: bool = False, raw: bool = False,
+             vmc: str | None = None) -> dict[str, Any]:
     """Replay a recorded 2D clip through the streaming model, publish it, render it.
 
     Needs no camera and no peer: poses go out on a PUB socket (``publish``; watch with
@@ -143,6 +175,7 @@ def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = 
         c = load_clip(clip_path)
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
+    vmc_sender = _open_vmc(vmc, allow_remote, raw)
     ckpt = load_model(checkpoint, "causal")
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads)
     n = len(c.keypoints) if frames is None else max(1, min(frames, len(c.keypoints)))
@@ -153,7 +186,8 @@ def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = 
         print(f"publishing on {pub.endpoint} (topic pose3d.demo); watch with: poselift listen {pub.endpoint}")
         time.sleep(0.2)  # let a listener that is already waiting connect
     poses: list[PoseOut] = []
-    loop = PoseLoop(engine, collect(poses, pub.send_pose if pub is not None else None))
+    loop = PoseLoop(engine, collect(poses, pub.send_pose if pub is not None else None),
+                    stages=motion_stages(engine, raw=raw, vmc=vmc_sender))
     latencies = loop.latencies_ms
     t0 = time.perf_counter()
     try:
@@ -162,6 +196,8 @@ def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = 
     finally:
         if pub is not None:
             pub.close()
+        if vmc_sender is not None:
+            vmc_sender.close()
     elapsed = time.perf_counter() - t0
     lat = latency_summary(latencies)
     result: dict[str, Any] = {"frames": n, "published": len(poses), **lat, "fps": n / elapsed if elapsed > 0 else 0.0,
@@ -196,7 +232,7 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
               max_frames: int | None = None, duration: float | None = None,
               policy: GapPolicy | None = None, threads: int | None = 1,
               allow_remote: bool = False, curve_secret_key: str | None = None,
-              curve_clients: str | None = None) -> dict[str, Any]:
+              curve_clients: str | None = None, raw: bool = False, vmc: str | None = None) -> dict[str, Any]:
     """Turn a ZeroMQ 2D feed into 3D poses until Ctrl-C/SIGTERM (or ``max_frames``/``duration``).
 
     The first SIGINT or SIGTERM stops it cleanly: queued frames are lifted, pending poses
@@ -207,13 +243,14 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
 
     from .service import PoseServer
 
+    vmc_sender = _open_vmc(vmc, allow_remote, raw)
     ckpt = load_model(checkpoint, "causal")
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=max_streams, policy=policy,
                          threads=threads)
     try:
         server = PoseServer(engine, input, publish, lossless=lossless, single_frame=single_frame,
                             allow_remote=allow_remote, curve_secret_key=curve_secret_key,
-                            curve_clients=curve_clients)
+                            curve_clients=curve_clients, stages=motion_stages(engine, raw=raw, vmc=vmc_sender))
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
     kind = ("PULL", "PUSH") if lossless else ("SUB", "PUB")
@@ -239,6 +276,8 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
         for sig, old in handlers.items():
             signal.signal(sig, old)
         server.close()
+        if vmc_sender is not None:
+            vmc_sender.close()
     lat = latency_summary(server.latencies_ms)
     if stopped_by:
         print(f"stopped by {stopped_by[0]}" + (" (forced: pending poses not flushed)" if len(stopped_by) > 1 else ""))
@@ -254,7 +293,8 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
 def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | Path | None = None,
                publish: str | None = None, window: bool = True, device: str = "auto", precision: str = "fp32",
                max_frames: int | None = None, stream: str = "cam0", threads: int | None = 1,
-               allow_remote: bool = False, verbose: bool = False) -> dict[str, Any]:
+               allow_remote: bool = False, verbose: bool = False, raw: bool = False,
+               vmc: str | None = None, fov: float | None = None) -> dict[str, Any]:
     """Camera (or video file) -> MediaPipe -> streaming lifter, with a live window and
     optional publishing. Latency is measured from frame capture (before detection) to
     the lifted pose."""
@@ -264,8 +304,9 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
 
     if window and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise UserError("no display found (DISPLAY is not set); use --no-window to run headless")
+    vmc_sender = _open_vmc(vmc, allow_remote, raw)
     ckpt = load_model(checkpoint, "causal")
-    engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads)
+    engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads, fov=fov)
     try:
         src = VideoSource(video if video else camera, stream=stream, max_frames=max_frames, verbose=verbose)
     except (FileNotFoundError, RuntimeError) as exc:
@@ -274,7 +315,8 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
     print(f"model: {describe_model(ckpt, engine)}")
     if pub is not None:
         print(f"publishing on {pub.endpoint} (topic pose3d.{stream})")
-    loop = PoseLoop(engine, pub.send_pose if pub is not None else None)
+    loop = PoseLoop(engine, pub.send_pose if pub is not None else None,
+                    stages=motion_stages(engine, raw=raw, vmc=vmc_sender))
     latencies = loop.latencies_ms
     n = 0
     t0 = time.perf_counter()
@@ -317,6 +359,8 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
         src.close()
         if pub is not None:
             pub.close()
+        if vmc_sender is not None:
+            vmc_sender.close()
         if window:
             try:
                 import cv2
@@ -334,34 +378,38 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
 
 
 # ----------------------------------------------------------------------------- video
-def video_arrays(frames: list, engine: LiftEngine) -> dict[str, Any]:
+def video_arrays(frames: list, engine: LiftEngine, *, raw: bool = False) -> dict[str, Any]:
     """The offline ``video`` path without the detector: the frames (one stream, frame
     numbers 0..T-1) go through the same :class:`stream.loop.PoseLoop` as the live path,
     then the stream is flushed. Returns the arrays ``run_video`` saves (except fps and the
     joint names): ``poses3d`` (T, 17, 3), ``keypoints2d`` (T, 17, 2) H36M pixels as
     detected (NaN = missing), ``input2d`` (T, 17, 2) the filled model input in pixels
     (NaN where nothing was liftable), ``frames``, ``valid``, ``warmup``, ``filled``
-    (T, 17), ``width``, ``height`` and, with a trajectory model, ``trajectory`` (T, 3)."""
+    (T, 17), ``width``, ``height`` and, with a trajectory model, ``trajectory`` (T, 3).
+    Unless ``raw``, the motion stage runs as live: ``poses3d`` are the consistent joints and
+    ``joints_raw`` the model's own, plus ``rotations`` (T, 19, 4), ``root`` (T, 3) (the Hips
+    in the rig frame: pelvis plus trajectory), ``bone_lengths`` (T, 16) (the body each pose
+    uses), ``settled`` (T,) and ``motion_valid`` (T,) (the pose has usable rotations)."""
     from poselift.model.normalization import denormalize_screen
 
     from .intake import frame_to_model_input
 
     poses: list[PoseOut] = []
-    loop = PoseLoop(engine, collect(poses))
-    raw = []
+    loop = PoseLoop(engine, collect(poses), stages=motion_stages(engine, raw=raw))
+    detected = []
     for f in frames:
-        raw.append(denormalize_screen(frame_to_model_input(f, engine.policy.min_confidence), f.width, f.height))
+        detected.append(denormalize_screen(frame_to_model_input(f, engine.policy.min_confidence), f.width, f.height))
         loop.submit(f)
         loop.step()
     loop.flush()
-    n = len(raw)
+    n = len(detected)
     ordered = _order(poses, n)
     if any(p is None for p in ordered) or len(poses) != n:
         raise RuntimeError(f"offline lifting gave {len(poses)} poses for {n} frames")  # a bug, not a user error
     width, height = frames[-1].width, frames[-1].height
     arrays: dict[str, Any] = dict(
         poses3d=np.stack([p.joints for p in ordered]).astype(np.float32),
-        keypoints2d=np.stack(raw).astype(np.float32),
+        keypoints2d=np.stack(detected).astype(np.float32),
         input2d=np.stack([denormalize_screen(p.input2d, width, height) if p.input2d is not None
                           else np.full((17, 2), np.nan) for p in ordered]).astype(np.float32),
         frames=np.arange(n), valid=np.array([p.valid for p in ordered]),
@@ -371,13 +419,26 @@ def video_arrays(frames: list, engine: LiftEngine) -> dict[str, Any]:
     if engine.traj is not None:
         arrays["trajectory"] = np.stack([p.root if p.root is not None else np.full(3, np.nan)
                                          for p in ordered]).astype(np.float32)
+    if not raw:
+        arrays.update(motion_arrays(ordered))
     return arrays
+
+
+def motion_arrays(poses: list) -> dict[str, np.ndarray]:
+    """The npz arrays of the motion stage's outputs (see :func:`video_arrays`)."""
+    motion = [p.extras["motion"] for p in poses]
+    return dict(
+        joints_raw=np.stack([p.extras["joints_raw"] for p in poses]).astype(np.float32),
+        rotations=np.stack([m.rotations for m in motion]), root=np.stack([m.hips for m in motion]),
+        bone_lengths=np.stack([m.lengths for m in motion]), settled=np.array([m.settled for m in motion]),
+        motion_valid=np.array([m.valid for m in motion]))
 
 
 def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = None, model: str = "causal",
               checkpoint: str | Path | None = None, device: str = "auto", max_frames: int | None = None,
               policy: GapPolicy | None = None, precision: str = "fp32", threads: int | None = 1,
-              verbose: bool = False) -> dict[str, Any]:
+              verbose: bool = False, raw: bool = False, bvh: str | Path | None = None,
+              vmc: str | None = None, allow_remote: bool = False, fov: float | None = None) -> dict[str, Any]:
     """Offline lifting of a whole video: MediaPipe on every frame, then the same intake
     (layout, normalisation, gap filling) and lifting loop as ``webcam``/``serve``, with the
     stream flushed at the end, so every frame gets the pose and validity flag the live path
@@ -388,9 +449,13 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
     ``fps``, ``width``, ``height``, ``joint_names`` and, with a trajectory model,
     ``trajectory`` (T, 3) metres. Frames with nothing liftable (no person yet, or after a
     reset) have ``valid`` false and zero joints, as live. ``threads``: torch CPU threads.
-    ``verbose``: keep MediaPipe's native log lines (silenced by default)."""
+    ``verbose``: keep MediaPipe's native log lines (silenced by default). Unless ``raw``,
+    ``poses3d`` are consistent with the stream's body and the motion arrays of
+    :func:`video_arrays` are saved too; ``bvh``: also write the motion as a BVH file;
+    ``vmc``: then replay it to a VMC receiver (``HOST:PORT``) at the video's frame rate."""
     from poselift.model.skeleton import H36M_JOINT_NAMES
 
+    from .outputs import check_writable
     from .sources import VideoSource
 
     if model not in ("causal", "full"):
@@ -399,8 +464,14 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
         raise UserError(f"--out must be an .npz file, got {out}")
     if render and Path(render).suffix.lower() not in (".mp4", ".avi", ".gif"):
         raise UserError(f"--render must end in .mp4, .avi or .gif, got {render}")
+    if bvh and raw:
+        raise UserError("--bvh needs the joint rotations, which --raw turns off")
+    if bvh:
+        check_writable(bvh, "--bvh")
+    vmc_sender = _open_vmc(vmc, allow_remote, raw)
     ckpt = load_model(checkpoint, model)
-    engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, policy=policy, threads=threads)
+    engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, policy=policy, threads=threads,
+                         fov=fov)
     try:
         src = VideoSource(str(path), stream="video", max_frames=max_frames, verbose=verbose)
     except (FileNotFoundError, RuntimeError) as exc:
@@ -411,7 +482,7 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
         src.close()
     if not frames:
         raise UserError(f"{path}: no frames could be read")
-    arrays = video_arrays(frames, engine)
+    arrays = video_arrays(frames, engine, raw=raw)
     if np.isnan(arrays["input2d"]).all():  # no frame had anything to lift
         raise UserError(f"{path}: no person was detected in any of its {len(frames)} frames")
     input2d = arrays.pop("input2d")
@@ -421,6 +492,7 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
     n, n_valid = len(frames), int(arrays["valid"].sum())
     print(f"{n} frames ({n_valid} valid) lifted with {Path(ckpt.path).name} -> {out}")
     result: dict[str, Any] = {"frames": n, "valid": n_valid, "out": str(out)}
+    result.update(_video_motion_outputs(arrays, src.fps, bvh, vmc_sender))
     if render:
         from .render import consistent_joints, render_video
 
@@ -435,6 +507,30 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
             raise UserError(f"--render {render}: {exc}") from None
         result["render"] = str(written)
         print(f"rendering: {written} ({count} frames)")
+    return result
+
+
+def _video_motion_outputs(arrays: dict[str, Any], fps: float, bvh: str | Path | None, vmc_sender) -> dict[str, Any]:
+    """``video --bvh`` and ``video --vmc``: the take's motion to a file and/or a receiver."""
+    from .bvh_record import take_lengths, write_take
+    from .outputs import replay_vmc
+
+    result: dict[str, Any] = {}
+    usable = arrays.get("motion_valid")
+    if bvh and usable is not None:
+        if not usable.any():
+            raise UserError("no frame had a usable pose: no BVH written")
+        written = write_take(bvh, arrays["rotations"], arrays["root"], usable, take_lengths(arrays), 1.0 / fps)
+        result["bvh"] = str(written)
+        print(f"BVH: {written} ({len(usable)} frames at {fps:g} fps)")
+    if vmc_sender is not None:
+        try:
+            result["vmc_sent"] = replay_vmc(vmc_sender, arrays, fps)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            vmc_sender.close()
+        print(f"VMC: {vmc_sender.sent} poses sent to {vmc_sender.address}:{vmc_sender.port}")
     return result
 
 
@@ -456,12 +552,27 @@ def format_pose(msg: dict[str, Any]) -> str:
 def run_listen(addr: str = "tcp://127.0.0.1:5556", *, lossless: bool = False, streams: list[str] | None = None,
                count: int | None = None, timeout: float | None = None, as_json: bool = False,
                latest: bool = False, status: bool = True, plot: bool = False, out=None,
-               curve_server_key: str | None = None, curve_secret_key: str | None = None) -> dict[str, Any]:
+               curve_server_key: str | None = None, curve_secret_key: str | None = None,
+               bvh: str | Path | None = None) -> dict[str, Any]:
     """Example consumer: connect to a publisher and print each pose (or JSON lines);
-    ``plot`` also shows the newest pose in a live 3D view (needs a display)."""
+    ``plot`` also shows the newest pose in a live 3D view (needs a display); ``bvh`` records
+    the motion (:class:`stream.bvh_record.BVHRecording`), files closed at the end, on
+    Ctrl-C and on SIGTERM."""
+    import signal
+    import threading
+
+    from .bvh_record import BVHRecording
     from .client import PoseReceiver
+    from .outputs import check_writable
 
     out = out or sys.stdout
+    recording = None
+    if bvh:
+        if latest:
+            raise UserError("--bvh records every pose; it cannot be used with --latest")
+        single = bool(streams) and len(streams) == 1
+        recording = BVHRecording(bvh, single=single)
+        check_writable(recording.path if single else recording.path.with_name(f"{recording.path.stem}-x.bvh"), "--bvh")
     view = None
     if plot:
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -470,10 +581,15 @@ def run_listen(addr: str = "tcp://127.0.0.1:5556", *, lossless: bool = False, st
 
         view = LivePlot()
     try:
-        rx = PoseReceiver(addr, lossless=lossless, streams=streams, status=status, latest_only=latest,
-                          curve_server_key=curve_server_key, curve_secret_key=curve_secret_key)
+        rx = PoseReceiver(addr, lossless=lossless, streams=streams, status=status or recording is not None,
+                          latest_only=latest, curve_server_key=curve_server_key, curve_secret_key=curve_secret_key)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    old_term = None
+    if recording is not None and threading.current_thread() is threading.main_thread():
+        def on_term(signum, _frame):  # close the BVH files cleanly, as on Ctrl-C
+            raise KeyboardInterrupt
+        old_term = signal.signal(signal.SIGTERM, on_term)
     poses = statuses = 0
     t_end = None if timeout is None else time.monotonic() + timeout
     print(f"listening on {addr} ({'PULL' if lossless else 'SUB'}); Ctrl-C to stop", file=sys.stderr, flush=True)
@@ -483,6 +599,10 @@ def run_listen(addr: str = "tcp://127.0.0.1:5556", *, lossless: bool = False, st
             msg = rx.recv(wait)
             if msg is None:
                 break
+            if recording is not None and (not streams or msg.get("stream") in streams):
+                recording.message(msg)
+            if msg.get("type") != "pose3d" and not status:
+                continue
             if msg.get("type") == "pose3d":
                 poses += 1
                 if view is not None and msg.get("valid") and not view.update(
@@ -497,6 +617,11 @@ def run_listen(addr: str = "tcp://127.0.0.1:5556", *, lossless: bool = False, st
         rx.close()
         if view is not None:
             view.close()
+        if recording is not None:
+            for written in recording.close():
+                print(f"BVH: {written}", file=sys.stderr, flush=True)
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     if (rx.dropped and not latest) or rx.publisher_restarts:  # from the per-stream `seq` of the poses
         print(f"missed {rx.dropped} pose(s) the publisher sent ({'skipped on purpose with --latest' if latest else 'slow consumer: PUB drops'})"
               + (f"; publisher restarted {rx.publisher_restarts} time(s)" if rx.publisher_restarts else ""),

@@ -32,9 +32,11 @@ class KeypointSender:
         self.sock.connect(normalize_address(addr))
 
     def send(self, stream: str, frame: int, kp: Any, *, width: int, height: int,
-             layout: str = "h36m17", t: float | None = None) -> None:
-        """``kp`` (J, 2) or (J, 3) pixels (NaN rows are sent as absent joints)."""
-        self.sock.send(encode_input(stream, frame, kp, width=width, height=height, layout=layout, t=t))
+             layout: str = "h36m17", t: float | None = None, focal_px: float | None = None) -> None:
+        """``kp`` (J, 2) or (J, 3) pixels (NaN rows are sent as absent joints); ``focal_px``:
+        the camera's focal length in pixels, when known (for the root)."""
+        self.sock.send(encode_input(stream, frame, kp, width=width, height=height, layout=layout, t=t,
+                                    focal_px=focal_px))
 
     def end(self, stream: str) -> None:
         """End ``stream``: the server flushes its pending poses (a symmetric model's last

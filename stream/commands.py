@@ -38,6 +38,22 @@ def _verbose_option(p: argparse.ArgumentParser) -> None:
                    help="show MediaPipe's and TFLite's own log lines (W0000 ... warnings; silenced by default)")
 
 
+def _motion_options(p: argparse.ArgumentParser, vmc: bool = True) -> None:
+    p.add_argument("--raw", action="store_true",
+                   help="publish/write the model's own joints: no body estimate, no rotations (default: every "
+                        "pose is made consistent with the stream's body, see README, Motion)")
+    if vmc:
+        p.add_argument("--vmc", nargs="?", const="127.0.0.1:39539", default=None, metavar="HOST:PORT",
+                       help="also send the motion over VMC (OSC/UDP) to this receiver (alone: 127.0.0.1:39539, "
+                            "the VMC default; another host needs --allow-remote)")
+
+
+def _fov_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fov", type=float, default=None, metavar="DEGREES",
+                   help="the camera's horizontal field of view, for the root's distance (default 60, the middle "
+                        "of the usual webcam range; a 70-degree camera read as 60 puts the person 21 %% too far)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo", help="replay the bundled 2D clip through the causal model, publish and render it",
@@ -59,11 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="PUB address to bind (default tcp://127.0.0.1:5556; a free port if busy)")
     p.add_argument("--realtime", action="store_true", help="pace the replay at the clip's frame rate")
     _allow_remote_option(p)
+    _motion_options(p)
     _model_options(p)
     p.set_defaults(func=lambda a: _call("run_demo",
         clip=a.clip, checkpoint=a.checkpoint, out=None if a.no_render else a.out, publish=a.publish,
         frames=a.frames, render_frames=a.render_frames, device=a.device, precision=a.precision,
-        realtime=a.realtime, threads=a.threads, allow_remote=a.allow_remote))
+        realtime=a.realtime, threads=a.threads, allow_remote=a.allow_remote, raw=a.raw, vmc=a.vmc))
 
     p = subparsers.add_parser(
         "webcam", help="live 3D from a camera or video file (MediaPipe 2D + streaming lifter)",
@@ -82,11 +99,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stream", default="cam0", help="stream id used in the published messages (default cam0)")
     _allow_remote_option(p)
     _verbose_option(p)
+    _motion_options(p)
+    _fov_option(p)
     _model_options(p)
     p.set_defaults(func=lambda a: _call("run_webcam",
         camera=a.camera, video=a.video, checkpoint=a.checkpoint, publish=a.publish, window=not a.no_window,
         device=a.device, precision=a.precision, max_frames=a.frames, stream=a.stream, threads=a.threads,
-        allow_remote=a.allow_remote, verbose=a.verbose))
+        allow_remote=a.allow_remote, verbose=a.verbose, raw=a.raw, vmc=a.vmc, fov=a.fov))
 
     p = subparsers.add_parser(
         "serve", help="turn a ZeroMQ 2D keypoint feed into 3D poses",
@@ -112,12 +131,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "'poselift keygen'; peers need its NAME.key")
     p.add_argument("--curve-clients", default=None, metavar="DIR",
                    help="with --curve-secret-key: only clients whose public key (*.key) is in DIR may connect")
+    _motion_options(p)
     _model_options(p)
     p.set_defaults(func=lambda a: _call("run_serve",
         input=a.input, publish=a.publish, checkpoint=a.checkpoint, lossless=a.lossless, device=a.device,
         precision=a.precision, max_streams=a.max_streams, single_frame=a.single_frame, max_frames=a.frames,
         duration=a.duration, threads=a.threads, allow_remote=a.allow_remote,
-        curve_secret_key=a.curve_secret_key, curve_clients=a.curve_clients))
+        curve_secret_key=a.curve_secret_key, curve_clients=a.curve_clients, raw=a.raw, vmc=a.vmc))
 
     p = subparsers.add_parser(
         "video", help="lift a whole video offline to an npz (and optionally render it)",
@@ -133,11 +153,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=("causal", "full"), default="causal",
                    help="shipped model to use when --checkpoint is not given (default causal)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="only the first N frames")
+    p.add_argument("--bvh", default=None, metavar="OUT.bvh", help="also write the motion as a BVH file")
+    p.add_argument("--allow-remote", action="store_true", help="allow --vmc to a host that is not loopback")
     _verbose_option(p)
+    _motion_options(p)
+    _fov_option(p)
     _model_options(p)
     p.set_defaults(func=lambda a: _call("run_video",
         a.file, out=a.out, render=a.render, model=a.model, checkpoint=a.checkpoint, device=a.device,
-        max_frames=a.frames, precision=a.precision, threads=a.threads, verbose=a.verbose))
+        max_frames=a.frames, precision=a.precision, threads=a.threads, verbose=a.verbose, raw=a.raw,
+        bvh=a.bvh, vmc=a.vmc, allow_remote=a.allow_remote, fov=a.fov))
 
     p = subparsers.add_parser(
         "listen", help="example consumer: print the 3D poses a publisher sends",
@@ -156,6 +181,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--latest", action="store_true", help="skip queued poses and show only the newest")
     p.add_argument("--no-status", action="store_true", help="do not print status messages")
     p.add_argument("--plot", action="store_true", help="also show the newest pose in a live 3D plot (needs a display)")
+    p.add_argument("--bvh", default=None, metavar="OUT.bvh",
+                   help="record the motion to BVH: OUT-<stream>.bvh per stream, or OUT.bvh with one --stream")
     p.add_argument("--curve-server-key", default=None, metavar="FILE",
                    help="the server uses CURVE: its public key file (NAME.key)")
     p.add_argument("--curve-secret-key", default=None, metavar="FILE",
@@ -164,7 +191,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: _call("run_listen",
         a.addr, lossless=a.lossless, streams=a.stream, count=a.count, timeout=a.timeout, as_json=a.json,
         latest=a.latest, status=not a.no_status, plot=a.plot, curve_server_key=a.curve_server_key,
-        curve_secret_key=a.curve_secret_key))
+        curve_secret_key=a.curve_secret_key, bvh=a.bvh))
 
     p = subparsers.add_parser(
         "keygen", help="make a ZeroMQ CURVE key pair for serve/listen/senders beyond localhost",

@@ -14,6 +14,7 @@ ended). :class:`stream.loop.PoseLoop` wraps the engine with the publishing side.
 from __future__ import annotations
 
 import inspect
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -47,6 +48,10 @@ class PoseOut:
     gap: int = 0
     root: np.ndarray | None = None
     input2d: np.ndarray | None = None  # (17, 2) normalised model input (filled), for rendering
+    # Which stretch of the stream this pose belongs to: a number unique to the engine that
+    # changes whenever the stream's state starts over (new stream, reset, end, eviction), so a
+    # per-stream post-processing stage knows when to forget what it kept (stream.motion_wire).
+    epoch: int = 0
     # Filled by post-processing stages (stream.loop.PoseLoop ``stages``), e.g. motion outputs;
     # PosePublisher does not send them (yet).
     extras: dict[str, Any] = field(default_factory=dict)
@@ -71,6 +76,7 @@ class _Stream:
     queue: deque = field(default_factory=deque)  # intake items (Reset | Step | Empty) not yet handled
     pending: deque = field(default_factory=deque)  # metas (None = silent) awaiting a symmetric model's output
     steps: int = 0  # frames stepped since the last reset
+    epoch: int = 0  # PoseOut.epoch of the poses it produces now (renewed by every reset)
 
 
 def make_lifter(model: torch.nn.Module, batch_size: int, device: str, precision: str = "fp32") -> StreamingLifter:
@@ -97,7 +103,8 @@ class LiftEngine:
 
     def __init__(self, model: torch.nn.Module, *, trajectory_model: torch.nn.Module | None = None,
                  max_streams: int = 16, device: str = "cpu", precision: str = "fp32",
-                 policy: GapPolicy | None = None, evict_after_s: float = 2.0) -> None:
+                 policy: GapPolicy | None = None, evict_after_s: float = 2.0,
+                 trajectory_meta: dict[str, Any] | None = None, fov_deg: float | None = None) -> None:
         cfg = model.config
         if cfg.num_joints_in != NUM_JOINTS or cfg.in_features != 2 or cfg.num_joints_out != NUM_JOINTS:
             raise ValueError("the streaming service needs a 17-joint 2D -> 17-joint 3D model")
@@ -108,12 +115,23 @@ class LiftEngine:
             if traj.latency_frames != self.lifter.latency_frames or traj.config.num_joints_out != 1:
                 raise ValueError("the trajectory model must output 1 joint and have the pose model's latency")
             self.traj = traj
+        # A depth-over-focal trajectory model (model/root.py) predicts log(Z / f_n): the root in
+        # metres needs the focal length, the frame's own ``focal_px`` or one from ``fov_deg``.
+        self.root_decoder = None
+        if trajectory_model is not None and (trajectory_meta or {}).get("target") == "depth_over_focal":
+            from poselift.model import root as root_model
+
+            self.root_decoder = root_model
+            fov_deg = root_model.DEFAULT_FOV_DEG if fov_deg is None else fov_deg
+            root_model.focal_from_fov(fov_deg)  # raises ValueError outside (0, 180)
+        self.fov_deg = fov_deg
         self.policy = policy or GapPolicy()
         self.max_streams = max_streams
         self.evict_after_s = evict_after_s
         self.streams: dict[str, _Stream] = {}
         self._free = list(range(max_streams))
         self._pending_out: list[PoseOut] = []  # poses produced outside run() (evictions, ended streams)
+        self._epochs = itertools.count(1)
         self.warmup()
         self.events: list[Event] = []
         self.counters: dict[str, int] = {"resets": 0, "batches": 0, "batched_rows": 0, "ended": 0}
@@ -158,7 +176,7 @@ class LiftEngine:
             self._pending_out.extend(self._reset(victim, "evicted"))
             del self.streams[victim.name]
             self._free.append(victim.slot)
-        s = _Stream(f.stream, self._free.pop(0), Intake(self.policy), now)
+        s = _Stream(f.stream, self._free.pop(0), Intake(self.policy), now, epoch=next(self._epochs))
         self.lifter.reset([s.slot])
         if self.traj is not None:
             self.traj.reset([s.slot])
@@ -223,7 +241,7 @@ class LiftEngine:
                         out.extend(self._reset(s, item.reason))
                     else:  # Empty: nothing liftable, published at once, invalid
                         out.append(self._pose(item.meta, np.zeros((NUM_JOINTS, 3), np.float32), None, False,
-                                              warmup=True))
+                                              warmup=True, epoch=s.epoch))
                 if s.queue:
                     step = s.queue.popleft()
                     batch.append((s, step.x, step.meta))
@@ -245,8 +263,9 @@ class LiftEngine:
                 if k >= self.latency_frames:
                     m = s.pending.popleft()
                     if m is not None:
-                        out.append(self._pose(m, y[row], None if root is None else root[row, 0],
-                                              m.valid, warmup=k - self.latency_frames < self.receptive_field - 1 - self.latency_frames))
+                        out.append(self._pose(m, y[row], None if root is None else self._root(root[row], m),
+                                              m.valid, warmup=k - self.latency_frames < self.receptive_field - 1 - self.latency_frames,
+                                              epoch=s.epoch))
 
     def process(self, frames: list[Frame2D]) -> list[PoseOut]:
         """Submit frames and run; frames that cannot get a slot are recorded as rejected events."""
@@ -257,11 +276,21 @@ class LiftEngine:
                 self.reject(exc.reason, exc.detail, f.stream)
         return self.run()
 
-    def _pose(self, m: Meta, joints: np.ndarray, root: np.ndarray | None, valid: bool, warmup: bool) -> PoseOut:
+    def _root(self, out: np.ndarray, m: Meta) -> np.ndarray:
+        """The trajectory model's output (1, 3) for frame ``m`` -> the root in camera metres."""
+        if self.root_decoder is None:
+            return out[0]
+        if m.x is None:
+            return np.full(3, np.nan)
+        focal = m.focal_px if m.focal_px is not None else self.root_decoder.focal_from_fov(self.fov_deg, m.width)
+        return self.root_decoder.root_from_output(out, m.x[0], focal, m.width, m.height)
+
+    def _pose(self, m: Meta, joints: np.ndarray, root: np.ndarray | None, valid: bool, warmup: bool,
+              epoch: int = 0) -> PoseOut:
         if not np.isfinite(joints).all() or (root is not None and not np.isfinite(root).all()):
             valid = False  # never publish NaN/inf as a valid pose (e.g. overflow in reduced precision)
         return PoseOut(m.stream, m.frame, m.t, m.t_recv, np.asarray(joints, np.float32), bool(valid), bool(warmup),
-                       m.filled, m.gap, root, m.x)
+                       m.filled, m.gap, root, m.x, epoch)
 
     # -------------------------------------------------------------------- resets
     def _reset(self, s: _Stream, reason: str) -> list[PoseOut]:
@@ -273,9 +302,11 @@ class LiftEngine:
             metas = list(s.pending)
             for i, m in enumerate(metas[len(metas) - len(tails):]):
                 if m is not None:
-                    out.append(self._pose(m, tails[i], None if roots is None else roots[i, 0], m.valid, warmup=False))
+                    out.append(self._pose(m, tails[i], None if roots is None else self._root(roots[i], m), m.valid, warmup=False,
+                                          epoch=s.epoch))
         s.pending.clear()
         s.steps = 0
+        s.epoch = next(self._epochs)
         self.lifter.reset([s.slot])
         if self.traj is not None:
             self.traj.reset([s.slot])

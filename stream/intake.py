@@ -51,6 +51,9 @@ class Meta:
     filled: list[int]
     gap: int
     x: np.ndarray | None  # (17, 2) the filled model input (None when nothing was liftable)
+    width: int = 0  # image size and stated focal length (pixels; None: not stated), for the root
+    height: int = 0
+    focal_px: float | None = None
 
 
 @dataclass
@@ -97,7 +100,7 @@ class Intake:
         if r.reset is not None:
             items.append(Reset(r.reset))
         meta = Meta(f.stream, f.frame, f.t, f.t_recv or time.perf_counter(), r.valid, r.filled, r.gap,
-                    None if r.x is None else r.x.copy())
+                    None if r.x is None else r.x.copy(), f.width, f.height, f.focal_px)
         items.extend(Step(silent, None) for silent in r.silent)
         items.append(Empty(meta) if r.x is None else Step(r.x, meta))
         return items

@@ -34,7 +34,8 @@ class MotionBatch:
     rig_joints: np.ndarray  # (N, 17, 3) the same in the rig frame (y up), root-relative
     root: np.ndarray  # (N, 3) Hips position, rig frame: the pose's pelvis plus the given root (if any)
     rotations: np.ndarray  # (N, 19, 4) local rotations [x, y, z, w], rig order
-    lengths: np.ndarray  # (N, 16) the stream's bone lengths (NaN before its first valid pose)
+    lengths: np.ndarray  # (N, 16) the stream's bone lengths (NaN before its first valid pose); once
+    # settled, the lengths last reported by skeleton_changed (the skeleton consumers were sent)
     offsets: np.ndarray  # (N, 19, 3) rest offsets of the stream's body (rig frame)
     valid: np.ndarray  # (N,) the pose was valid and has a body: joints and rotations are usable
     settled: np.ndarray  # (N,) the stream's body has finished its warm-up
@@ -93,10 +94,14 @@ class MotionStage:
         slots = np.fromiter((self._slot(s) for s in streams), dtype=np.int64, count=n)
 
         update = self.body.update(joints, valid, slots)
+        # Once settled, poses take the lengths last reported (skeleton_changed), not the live
+        # estimate: then the skeleton a consumer was told, the rotations and the joints agree
+        # exactly (forward kinematics gives the joints back), until the next notable change.
+        lengths = np.where(update.settled[:, None], self.body.reported[slots], update.lengths)
         # Conform every valid, finite pose of a stream that has a body, also one that was kept
         # out of the estimate (a bone out of range): its other bones are still worth keeping.
-        has_body = valid & np.isfinite(joints).all(axis=(1, 2)) & np.isfinite(update.lengths).all(axis=1)
-        consistent = np.where(has_body[:, None, None], conform(joints, update.lengths), joints)
+        has_body = valid & np.isfinite(joints).all(axis=(1, 2)) & np.isfinite(lengths).all(axis=1)
+        consistent = np.where(has_body[:, None, None], conform(joints, lengths), joints)
         rig = camera_to_rig(consistent)
         # The Hips' position: the pose's own pelvis (the lifter's is near, not at, the origin)
         # plus the trajectory's root, so forward kinematics from it gives rig + root back.
@@ -111,7 +116,6 @@ class MotionStage:
             rotations[has_body] = solved.local
             self._twist[use] = solved.twist
             self._local[use] = solved.local
-        lengths = update.lengths
         offsets = rest_offsets(np.where(np.isfinite(lengths), lengths, 0.0))
         return MotionBatch(list(streams), consistent, rig, rig_root, rotations, lengths, offsets,
                            has_body, update.settled, update.changed)

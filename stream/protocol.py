@@ -19,6 +19,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from poselift.model.rig import RIG_NAMES, RIG_PARENTS
 from poselift.model.skeleton import H36M_JOINT_NAMES, LAYOUTS
 
 VERSION = 1
@@ -79,6 +80,7 @@ class Frame2D:
     kp: np.ndarray
     conf: np.ndarray | None = None
     t_recv: float = 0.0  # time.perf_counter() when received (for latency), not on the wire
+    focal_px: float | None = None  # the camera's focal length in pixels, if the sender states it
 
 
 @dataclass
@@ -168,7 +170,20 @@ def validate_input(msg: Any) -> Frame2D | EndOfStream:
             conf[j] = min(max(c, 0.0), 1.0)
         kp[j] = (x, y)
     return Frame2D(stream, int(frame), float(t), layout_name, int(width), int(height), kp,
-                   conf if has_conf else None)
+                   conf if has_conf else None, focal_px=_check_focal(msg.get("focal_px")))
+
+
+def _check_focal(focal: Any) -> float | None:
+    """The optional ``focal_px``: absent or nil, or a positive finite number of pixels."""
+    if focal is None:
+        return None
+    if not _is_number(focal):
+        raise ProtocolError("bad_type", f"'focal_px' must be a number (pixels), got {type(focal).__name__}")
+    if not math.isfinite(focal):
+        raise ProtocolError("non_finite", f"'focal_px' is {focal}")
+    if not 0 < focal <= MAX_COORD_PX:
+        raise ProtocolError("bad_type", f"'focal_px' must be a positive number of pixels up to {MAX_COORD_PX:g}, got {focal!r}")
+    return float(focal)
 
 
 def decode_input(data: bytes) -> Frame2D | EndOfStream:
@@ -183,17 +198,20 @@ def decode_input(data: bytes) -> Frame2D | EndOfStream:
 
 
 def encode_input(stream: str, frame: int, kp: Any, *, width: int, height: int,
-                 layout: str = "h36m17", t: float | None = None) -> bytes:
+                 layout: str = "h36m17", t: float | None = None, focal_px: float | None = None) -> bytes:
     """Build one v1 input message (what a 2D detector sends). ``kp`` (J, 2|3) pixels;
-    NaN rows are sent as nil (absent joint)."""
+    NaN rows are sent as nil (absent joint); ``focal_px``: the camera's focal length, if known."""
     rows = []
     for p in np.asarray(kp, dtype=np.float64).tolist():
         rows.append(None if any(math.isnan(c) for c in p[:2]) else p)
-    return msgpack.packb({
+    msg = {
         "v": VERSION, "stream": stream, "frame": int(frame),
         "t": time.time() if t is None else float(t),
         "layout": layout, "width": int(width), "height": int(height), "kp": rows,
-    }, use_bin_type=True)
+    }
+    if focal_px is not None:
+        msg["focal_px"] = float(focal_px)
+    return msgpack.packb(msg, use_bin_type=True)
 
 
 def encode_end(stream: str) -> bytes:
@@ -207,10 +225,12 @@ def pose_topic(stream: str) -> str:
 
 def encode_pose(*, stream: str, frame: int, t: float, joints: np.ndarray, valid: bool, warmup: bool,
                 filled: list[int], latency_ms: float, gap: int = 0, root: np.ndarray | None = None,
-                t_out: float | None = None, seq: int | None = None) -> bytes:
+                t_out: float | None = None, seq: int | None = None, rotations: np.ndarray | None = None) -> bytes:
     """One v1 output message. ``joints`` (17, 3) metres, root-relative, camera frame.
     ``seq``: the publisher's per-stream message counter (0, 1, 2, ...), so a consumer can
-    count the poses it missed (PUB drops) and notice a publisher restart (seq goes back)."""
+    count the poses it missed (PUB drops) and notice a publisher restart (seq goes back).
+    ``rotations``: (19, 4) local rig rotations [x, y, z, w] (docs/protocol.md, The rig), or
+    None (raw output, or no body yet): sent as nil."""
     msg = {
         "v": VERSION,
         "type": "pose3d",
@@ -227,6 +247,7 @@ def encode_pose(*, stream: str, frame: int, t: float, joints: np.ndarray, valid:
         "filled": [int(j) for j in filled],
         "gap": int(gap),
         "root": None if root is None else np.asarray(root, dtype=np.float64).reshape(3).tolist(),
+        "rotations": None if rotations is None else np.asarray(rotations, dtype=np.float64).reshape(-1, 4).tolist(),
     }
     if seq is not None:
         msg["seq"] = int(seq)
@@ -234,11 +255,24 @@ def encode_pose(*, stream: str, frame: int, t: float, joints: np.ndarray, valid:
 
 
 def encode_status(event: str, counters: dict[str, Any], *, stream: str | None = None,
-                  reason: str | None = None, detail: str | None = None) -> bytes:
-    """A status message: ``event`` is "counters", "rejected", "reset", "end" or "error"."""
+                  reason: str | None = None, detail: str | None = None,
+                  skeleton: dict[str, Any] | None = None) -> bytes:
+    """A status message: ``event`` is "counters", "rejected", "reset", "end", "skeleton" or
+    "error"; a "skeleton" event carries ``skeleton`` (:func:`skeleton_map`)."""
     msg = {"v": VERSION, "type": "status", "event": event, "t_out": time.time(),
            "stream": stream, "reason": reason, "detail": detail, "counters": counters}
+    if skeleton is not None:
+        msg["skeleton"] = skeleton
     return msgpack.packb(msg, use_bin_type=True)
+
+
+def skeleton_map(offsets: np.ndarray, frame: int) -> dict[str, Any]:
+    """The ``skeleton`` field of a "skeleton" status message: the rig's joint names, parents
+    (-1 for the root) and rest offsets (19, 3) in metres, rig frame, and the first ``frame``
+    of the stream whose pose uses them."""
+    return {"names": list(RIG_NAMES), "parents": list(RIG_PARENTS),
+            "offsets": np.asarray(offsets, dtype=np.float64).reshape(len(RIG_NAMES), 3).tolist(),
+            "frame": int(frame)}
 
 
 def decode_message(data: bytes) -> dict[str, Any]:

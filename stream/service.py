@@ -37,6 +37,7 @@ from .protocol import (
     encode_pose,
     encode_status,
     pose_topic,
+    skeleton_map,
 )
 
 from .transport import (  # noqa: F401  (re-exported: older code imports them from here)
@@ -92,6 +93,9 @@ class PosePublisher:
         self.status_dropped = 0  # status messages not sent because the (PUSH) consumer was behind
         # Asked while a lossless send waits for a consumer: True gives up on that message.
         self.should_stop: Callable[[], bool] | None = None
+        # What status messages the publisher sends by itself (skeleton) report as counters.
+        self.counters: Callable[[], dict[str, Any]] = lambda: {"published": self.published}
+        self._skeletons: dict[str, dict[str, Any]] = {}  # the latest skeleton of each stream, for late joiners
 
     def _send(self, topic: str, payload: bytes, *, block: bool = True) -> bool:
         """Send one message. PUB never waits (it drops at the high-water mark). PUSH waits
@@ -118,11 +122,36 @@ class PosePublisher:
         if len(self._seq) >= MAX_SEQ_STREAMS:
             del self._seq[next(iter(self._seq))]  # forget the least recently published stream
         self._seq[p.stream] = seq
+        motion = p.extras.get("motion")
+        if motion is not None and motion.skeleton_changed:
+            self.send_skeleton(p.stream, p.frame, motion.offsets, motion.skeleton_reason or "settled")
         if self._send(pose_topic(p.stream), encode_pose(
                 stream=p.stream, frame=p.frame, t=p.t, joints=p.joints, valid=p.valid, warmup=p.warmup,
-                filled=p.filled, latency_ms=latency_ms, gap=p.gap, root=p.root, seq=seq)):
+                filled=p.filled, latency_ms=latency_ms, gap=p.gap, root=p.root, seq=seq,
+                rotations=motion.rotations if motion is not None and motion.valid else None)):
             self.published += 1
         return latency_ms
+
+    def send_skeleton(self, stream: str, frame: int, offsets: Any, reason: str) -> None:
+        """A ``skeleton`` status message, sent before the pose that first uses it. It is not
+        dropped like other status messages (a lossless consumer needs it to use rotations)."""
+        skeleton = skeleton_map(offsets, frame)
+        self._skeletons[stream] = skeleton
+        self._send(STATUS_TOPIC, encode_status(
+            "skeleton", self.counters(), stream=stream, reason=reason,
+            detail=f"body {reason}: rest offsets for the rotations from frame {frame} on", skeleton=skeleton))
+
+    def forget_skeleton(self, stream: str | None) -> None:
+        """The stream reset or ended: its skeleton is no longer current."""
+        self._skeletons.pop(stream, None)  # type: ignore[arg-type]
+
+    def resend_skeletons(self) -> None:
+        """Every stream's current skeleton again (``reason`` "current"), for consumers that
+        connected after it was first sent (PUB/SUB); dropped, not waited for, when behind."""
+        for stream, skeleton in self._skeletons.items():
+            self._send(STATUS_TOPIC, encode_status("skeleton", self.counters(), stream=stream, reason="current",
+                                                   detail="the stream's current skeleton (repeated every second)",
+                                                   skeleton=skeleton), block=False)
 
     def send_status(self, event: str, counters: dict[str, Any], **kw: Any) -> None:
         """Status never blocks the lifter: with no PUSH consumer ready it is dropped."""
@@ -184,6 +213,7 @@ class PoseServer:
                 self._auth.stop()
             raise
         self.publish_endpoint = self.publisher.endpoint
+        self.publisher.counters = self.counters
         self._deadline: float | None = None
         self.publisher.should_stop = self._should_stop
         self.received = 0
@@ -214,6 +244,8 @@ class PoseServer:
         for ev in events:
             if ev.kind == "rejected":
                 self.rejected[ev.reason] += 1
+            elif ev.kind in ("reset", "end"):
+                self.publisher.forget_skeleton(ev.stream)
             self.publisher.send_status(ev.kind, self.counters(), stream=ev.stream, reason=ev.reason,
                                        detail=ev.detail)
 
@@ -248,6 +280,7 @@ class PoseServer:
         if self.status_interval_s and now - self._last_status >= self.status_interval_s:
             self._last_status = now
             self.publisher.send_status("counters", self.counters())
+            self.publisher.resend_skeletons()
         return n
 
     def serve_forever(self, *, max_frames: int | None = None, duration_s: float | None = None) -> dict[str, Any]:

@@ -106,4 +106,21 @@ def test_a_valid_pose_kept_out_of_the_estimate_is_still_conformed():
     out = stage.process(["x"], odd[None])
     np.testing.assert_array_equal(stage.body.lengths[0], before)  # not in the estimate
     assert out.valid[0]
-    np.testing.assert_allclose(bone_lengths(out.joints[0]), before, atol=1e-9)  # but conformed
+    np.testing.assert_allclose(bone_lengths(out.joints[0]), out.lengths[0], atol=1e-9)  # but conformed
+    np.testing.assert_array_equal(out.lengths[0], stage.body.reported[0])  # to the announced body
+
+
+def test_settled_poses_use_the_announced_skeleton_until_it_changes():
+    """Once settled, the joints take the lengths last reported (the skeleton message a consumer
+    got), not the slowly adapting estimate, so rotations + that skeleton give the joints back."""
+    poses = scaled_noisy(demo_poses()[:80], 1.0, 0.05)
+    stage = MotionStage(warmup=5)
+    announced = None
+    for p in poses:
+        out = stage.process(["x"], p[None])
+        if out.skeleton_changed[0]:
+            announced = out.lengths[0].copy()
+        if out.settled[0]:
+            np.testing.assert_allclose(bone_lengths(out.joints[0])[[0, 1, 2, 6, 7, 8]], announced[[0, 1, 2, 6, 7, 8]],
+                                       atol=1e-9)
+    assert not np.allclose(stage.body.lengths[0], announced, atol=1e-6)  # the estimate itself moved on

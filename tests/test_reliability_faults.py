@@ -51,7 +51,7 @@ def test_signal_stops_serve_cleanly_flushes_and_reports(tmp_path, sig):
     model = load_checkpoint(ckpt).model
     N = 30
     kp = project(synthetic_poses(N, seed=4))
-    serve = ServeProcess.start(ckpt, "--lossless")
+    serve = ServeProcess.start(ckpt, "--lossless", "--raw")
     rx = pull(serve.publish)
     tx = push(serve.input)
     try:
@@ -89,7 +89,7 @@ def test_sigterm_with_a_stalled_lossless_consumer_still_exits(tmp_path):
     """Lossless, the consumer never reads: the server is blocked on back-pressure. SIGTERM
     still ends it promptly and the poses it gave up on are reported as undelivered."""
     ckpt = write_checkpoint(tmp_path / "m.pt", causal=True, widths=(3,), channels=8)
-    serve = ServeProcess.start(ckpt, "--lossless")
+    serve = ServeProcess.start(ckpt, "--lossless", "--raw")
     ctx = zmq.Context()
     rx = ctx.socket(zmq.PULL)
     rx.setsockopt(zmq.RCVHWM, 10)
@@ -304,7 +304,7 @@ def test_pub_consumer_that_stops_reading_memory_bounded_drops_counted(tmp_path):
     only to count what it missed and to lose less than the stalled one (queues are per
     subscriber). The server publishes every pose it accepts (its counters)."""
     ckpt = write_checkpoint(tmp_path / "m.pt", causal=True, widths=(3,), channels=8)
-    serve = ServeProcess.start(ckpt)
+    serve = ServeProcess.start(ckpt, "--raw")
     ctx = zmq.Context()
     rx = PoseReceiver(serve.publish, status=False, context=ctx)
     rx.sock.disconnect(serve.publish)  # a small queue on the consumer side (applies to new connections;
@@ -424,7 +424,7 @@ def test_publisher_restart_consumers_stay_up(tmp_path):
     seen = []
     try:
         for run in range(2):
-            serve = ServeProcess.start(ckpt, "--input", pin, "--publish", pout)
+            serve = ServeProcess.start(ckpt, "--input", pin, "--publish", pout, "--raw")
             try:
                 _wait_joined(tx, rx, stream=f"warm{run}")
                 kp = project(synthetic_poses(20, seed=run))

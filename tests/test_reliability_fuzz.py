@@ -168,7 +168,7 @@ def test_unknown_layouts(layout):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda k: k not in good_map() and k != "type"), _any,
+@given(st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda k: k not in good_map() and k not in ("type", "focal_px")), _any,
                        max_size=5))
 def test_extra_fields_are_ignored(extra):
     base = decode_input(pack(good_map()))
@@ -265,7 +265,7 @@ def run_wire_fuzz(tmp_path, n_messages: int, seed: int = 0) -> dict:
     expected = Counter(expected_reason(d) for _, d in messages)
     good_at = set(np.linspace(0, len(messages), n_good, endpoint=False).astype(int).tolist())
 
-    serve = ServeProcess.start(ckpt, "--lossless")
+    serve = ServeProcess.start(ckpt, "--lossless", "--raw")
     rx = pull(serve.publish)
     got = {"pose3d": [], "status": []}
     n_poses = expected[None] + n_good + len(after_kp)

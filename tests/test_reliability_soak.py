@@ -45,7 +45,7 @@ def test_lossless_soak_many_streams(tmp_path):
     total = per_stream * STREAMS
     names = [f"cam{i}" for i in range(STREAMS)]
     clips = {s: project(synthetic_poses(CYCLE, seed=i)) for i, s in enumerate(names)}
-    serve = ServeProcess.start(ckpt, "--lossless", "--max-streams", str(STREAMS))
+    serve = ServeProcess.start(ckpt, "--lossless", "--max-streams", str(STREAMS), "--raw")
     rx = pull(serve.publish)
     tx = push(serve.input)
     frames = {s: [] for s in names}

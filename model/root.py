@@ -1,0 +1,124 @@
+"""The moving root: the pelvis in the camera frame, in metres, from one view.
+
+One image fixes a body's *angular* size, not its distance: a body at depth ``Z`` seen
+with focal length ``f`` looks as big as one at ``2 Z`` seen with ``2 f``. So the
+trajectory model predicts what the image determines,
+
+    q = Z / f_n,    f_n = 2 f_px / w    (the focal length in normalised screen units),
+
+and the caller states the focal length (``focal_px``, or a horizontal field of view
+through :func:`focal_from_fov`). :func:`root_from_depth` turns ``q`` plus the 2D pelvis
+into metres with a pinhole whose principal point is the image centre:
+
+    Z = q f_n,   X = (x_n - c_x) Z / f_n = (x_n - c_x) q,   Y = (y_n - c_y) q.
+
+With the screen normalisation ``x_n = 2 x / w - 1``, ``y_n = 2 y / w - h / w`` the image
+centre ``(w / 2, h / 2)`` maps to ``c = (0, 0)``. Note that X and Y do not depend on the
+focal length: doubling ``f`` doubles ``Z`` and leaves X, Y alone, as a pinhole must.
+
+The trajectory network (a causal :class:`TemporalModel` with ``num_joints_out=1``,
+trained by ``train/trajectory.py``) writes ``log q`` in its z channel (the x, y
+channels are trained to 0 and unused); the checkpoint's ``meta["trajectory"]`` says
+so (:data:`TRAJECTORY_META`). :func:`root_from_output` decodes that output, and is what
+a streaming engine calls per frame.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+#: Horizontal field of view assumed when the caller states none. 60 degrees is the
+#: middle of the usual webcam range (laptop cameras about 55-65 degrees horizontal,
+#: a Logitech C920 about 70 degrees horizontal / 78 diagonal), the centre of the range
+#: the models are trained on (40-80 degrees) and the evaluation protocol's lens. Depth
+#: scales with ``1 / tan(fov / 2)``: a 70 degree camera read as 60 is 21% too far.
+DEFAULT_FOV_DEG = 60.0
+
+#: What ``meta["trajectory"]`` of a checkpoint with a depth-over-focal root model says.
+TRAJECTORY_META: dict[str, Any] = {
+    "target": "depth_over_focal",
+    "encoding": "log",  # output[..., 0, 2] = log(Z / f_n); output[..., 0, :2] unused (trained to 0)
+    "focal_units": "f_n = 2 * focal_px / image_width",
+    "xy": "back-projected from the 2D pelvis (input joint 0), principal point at the image centre",
+    "default_fov_deg": DEFAULT_FOV_DEG,
+    "decode": "poselift.model.root.root_from_output",
+}
+
+
+def focal_from_fov(fov_deg: float = DEFAULT_FOV_DEG, width: float = 1.0) -> float:
+    """Focal length in pixels of a pinhole with horizontal field of view ``fov_deg``
+    over an image ``width`` pixels wide: ``f = w / 2 / tan(fov / 2)``."""
+    if not 0.0 < fov_deg < 180.0:
+        raise ValueError(f"horizontal field of view must be in (0, 180) degrees, got {fov_deg}")
+    if width <= 0:
+        raise ValueError(f"image width must be positive, got {width}")
+    return width / 2.0 / math.tan(math.radians(fov_deg) / 2.0)
+
+
+def fov_from_focal(focal_px: float, width: float) -> float:
+    """Inverse of :func:`focal_from_fov`: horizontal field of view in degrees."""
+    if focal_px <= 0 or width <= 0:
+        raise ValueError(f"focal length and width must be positive, got {focal_px}, {width}")
+    return math.degrees(2.0 * math.atan(width / 2.0 / focal_px))
+
+
+def normalized_focal(focal_px, width):
+    """Focal length in normalised screen units: ``f_n = 2 f_px / w``."""
+    return 2.0 * focal_px / width
+
+
+def principal_point_normalized(width: float, height: float) -> tuple[float, float]:
+    """The image centre in normalised screen units (it is (0, 0) for any image size)."""
+    return (2.0 * (width / 2.0) / width - 1.0, 2.0 * (height / 2.0) / width - height / width)
+
+
+def root_from_depth(q, pelvis_xy_norm, focal_px, width: float, height: float):
+    """The root (pelvis) in camera metres, ``(..., 3)``, from ``q = Z / f_n``.
+
+    Args:
+        q: ``(...)`` depth over normalised focal length (what the trajectory model predicts).
+        pelvis_xy_norm: ``(..., 2)`` the 2D pelvis in normalised screen units.
+        focal_px: focal length in pixels (a number, or an array broadcasting with ``q``).
+        width, height: the image size in pixels (for the normalisation and the centre).
+
+    Works on numpy arrays (float64 out) and torch tensors (dtype kept, differentiable).
+    """
+    cx, cy = principal_point_normalized(width, height)
+    f_n = normalized_focal(focal_px, width)
+    if isinstance(q, torch.Tensor) or isinstance(pelvis_xy_norm, torch.Tensor):
+        q = torch.as_tensor(q)
+        xy = torch.as_tensor(pelvis_xy_norm, dtype=q.dtype, device=q.device)
+        z = q * torch.as_tensor(f_n, dtype=q.dtype, device=q.device)
+        return torch.stack([(xy[..., 0] - cx) * z / f_n, (xy[..., 1] - cy) * z / f_n, z], dim=-1)
+    q = np.asarray(q, dtype=np.float64)
+    xy = np.asarray(pelvis_xy_norm, dtype=np.float64)
+    z = q * np.asarray(f_n, dtype=np.float64)
+    return np.stack([(xy[..., 0] - cx) * z / f_n, (xy[..., 1] - cy) * z / f_n, z], axis=-1)
+
+
+def depth_over_focal_from_output(output):
+    """``q`` ``(...)`` from the trajectory network's output ``(..., 1, 3)``: exp of the z channel."""
+    z = output[..., 0, 2]
+    return torch.exp(z) if isinstance(z, torch.Tensor) else np.exp(np.asarray(z, dtype=np.float64))
+
+
+def root_from_output(output, pelvis_xy_norm, focal_px, width: float, height: float):
+    """The root in camera metres ``(..., 3)`` from the trajectory network's raw output.
+
+    ``output`` is what the network (or a ``StreamingLifter`` of it) returns for a frame,
+    ``(..., 1, 3)``; ``pelvis_xy_norm`` ``(..., 2)`` is the same frame's model input at
+    joint 0 (the pelvis, after gap filling); ``focal_px`` the stated focal length (or
+    ``focal_from_fov(DEFAULT_FOV_DEG, width)`` when none is stated).
+    """
+    return root_from_depth(depth_over_focal_from_output(output), pelvis_xy_norm, focal_px, width, height)
+
+
+def is_depth_over_focal(meta: dict[str, Any] | None) -> bool:
+    """Whether a checkpoint's ``meta`` says its trajectory model predicts ``log(Z / f_n)``
+    (older checkpoints' trajectory models predict the root in metres directly)."""
+    traj = (meta or {}).get("trajectory")
+    return isinstance(traj, dict) and traj.get("target") == "depth_over_focal"
