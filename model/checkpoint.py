@@ -63,6 +63,11 @@ class LoadedCheckpoint:
     def fps(self) -> float:
         return float(self.meta.get("fps", 30.0))
 
+    @property
+    def input_layout(self) -> str:
+        """The 2D joint order the model takes (older checkpoints: H36M-17)."""
+        return str(self.meta.get("input_layout", "h36m17"))
+
 
 def checkpoint_dict(
     model: _TemporalBase,
@@ -72,8 +77,11 @@ def checkpoint_dict(
     training: dict[str, Any] | None = None,
     trajectory_model: _TemporalBase | None = None,
     half: bool = False,
+    input_layout: str = "h36m17",
 ) -> dict[str, Any]:
-    """The dict that :func:`save_checkpoint` writes. ``half`` stores weights as fp16."""
+    """The dict that :func:`save_checkpoint` writes. ``half`` stores weights as fp16;
+    ``input_layout`` is the 2D joint order the model takes (``coco17`` for VideoPose3D's
+    Detectron models; the output is always H36M-17)."""
 
     def weights(m: _TemporalBase) -> dict[str, torch.Tensor]:
         sd = {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
@@ -89,6 +97,7 @@ def checkpoint_dict(
         "meta": {
             "layout": "h36m17",
             "joint_names": list(H36M_JOINT_NAMES),
+            "input_layout": input_layout,
             "fps": float(fps),
             "normalization": dict(normalization or DEFAULT_NORMALIZATION),
             "training": dict(training or {}),
@@ -104,8 +113,11 @@ def save_checkpoint(path: str | os.PathLike, model: _TemporalBase, **kwargs: Any
     atomic_torch_save(checkpoint_dict(model, **kwargs), path)
 
 
-def read_raw(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a torch file safely (``weights_only=True``) and turn failures into CheckpointError."""
+def read_raw(path: str | os.PathLike, *, safe_globals: list | tuple = (), refusal: str | None = None) -> dict[str, Any]:
+    """Load a torch file safely (``weights_only=True``) and turn failures into CheckpointError.
+
+    ``safe_globals``: extra globals the file may hold (e.g. a VideoPose3D file's numpy
+    RandomState, :mod:`model.vp3d`); ``refusal``: the message for any other global."""
     path = Path(path)
     remove_stale_temporaries(path)
     if not path.exists():
@@ -117,11 +129,12 @@ def read_raw(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols: our error says it
             warnings.simplefilter("ignore", UserWarning)
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(list(safe_globals)):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # one line of our own: never torch's text, which says how to load unsafely
         text = str(exc)
         if re.search(r"GLOBAL|[Uu]nsupported global|allowed global", text):
-            raise CheckpointError(
+            raise CheckpointError(f"{path}: {refusal}" if refusal else
                 f"{path}: refused to load: the file contains Python objects other than tensors "
                 f"and plain data (it was not written by poselift, or it was tampered with); nothing in it was run"
             ) from None
