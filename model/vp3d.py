@@ -46,7 +46,7 @@ from .temporal import TemporalModel
 VP3D_SAFE_GLOBALS: list[Any] = [
     _np_random_pickle.__randomstate_ctor,
     _np_random_pickle.__bit_generator_ctor,
-    (_np_random_pickle.__RandomState_ctor, "numpy.random.__RandomState_ctor"),
+    (getattr(np.random, "__RandomState_ctor"), "numpy.random.__RandomState_ctor"),
     np.random.RandomState,
     _np_multiarray._reconstruct,
     np.ndarray,
@@ -124,9 +124,9 @@ def infer_config(sd: dict[str, Any], *, causal: bool, path: Any = "", what: str 
         widths.append(k)
         if (k - 1) % d == 0 and ((k - 1) // d) % 2 == 0 and k > 1:
             dense_widths.append((k - 1) // d + 1)
+            d *= dense_widths[-1]  # the dense reading's dilation of the next block
         else:
             dense_ok = False
-        d *= widths[-1]
     if n_convs and dense_ok:
         raise CheckpointError(
             f"{path}: {what} looks like a dense VideoPose3D model (filter widths {','.join(map(str, dense_widths))}, "
