@@ -63,6 +63,15 @@ class LoadedCheckpoint:
     def fps(self) -> float:
         return float(self.meta.get("fps", 30.0))
 
+    def fps_warning(self, feed_fps: float | None, tolerance: float = 0.1) -> str | None:
+        """One warning line when a feed's frame rate differs from the training frame rate by
+        more than ``tolerance`` (relative): the temporal filters then see motion sped up or
+        slowed down. None when they agree or the feed's rate is unknown."""
+        if not feed_fps or feed_fps <= 0 or abs(feed_fps - self.fps) <= tolerance * self.fps:
+            return None
+        return (f"warning: the model was trained at {self.fps:g} fps, the input runs at {feed_fps:g} fps; "
+                f"3D poses may be less accurate (resample the input to {self.fps:g} fps for best results)")
+
     @property
     def input_layout(self) -> str:
         """The 2D joint order the model takes (older checkpoints: H36M-17)."""

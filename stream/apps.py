@@ -69,7 +69,7 @@ def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_stre
         raise UserError(f"--precision {precision}: {exc}") from None
     try:
         return LiftEngine(ckpt.model, trajectory_model=ckpt.trajectory_model, max_streams=max_streams,
-                          device=dev, precision=precision, policy=policy)
+                          device=dev, precision=precision, policy=policy, input_layout=getattr(ckpt, "input_layout", "h36m17"))
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
@@ -270,6 +270,8 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
         src = VideoSource(video if video else camera, stream=stream, max_frames=max_frames, verbose=verbose)
     except (FileNotFoundError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
+    if getattr(ckpt, "fps_warning", None) and ckpt.fps_warning(src.fps):
+        print(ckpt.fps_warning(src.fps), file=sys.stderr)
     pub = _publisher(publish, allow_remote=allow_remote)
     print(f"model: {describe_model(ckpt, engine)}")
     if pub is not None:
@@ -405,6 +407,8 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
         src = VideoSource(str(path), stream="video", max_frames=max_frames, verbose=verbose)
     except (FileNotFoundError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
+    if getattr(ckpt, "fps_warning", None) and ckpt.fps_warning(src.fps):
+        print(ckpt.fps_warning(src.fps), file=sys.stderr)
     try:
         frames = [f for _, f in src]
     finally:

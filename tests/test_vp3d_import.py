@@ -180,3 +180,33 @@ def test_cli_import_and_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("poselift import-vp3d: error:")
     assert not os.path.exists(tmp_path / "b.pt")
+
+
+def test_coco_model_is_fed_coco_order_from_the_h36m_intake(tmp_path):
+    from poselift.model.skeleton import COCO17_JOINT_NAMES, H36M_JOINT_NAMES, H36M_TO_COCO17_INDEX
+    from poselift.stream.engine import LiftEngine
+    from poselift.stream.protocol import Frame2D
+
+    src = write_vp3d(tmp_path / "coco.bin", vp3d_state_dict())
+    import_vp3d(src, tmp_path / "coco.pt", causal=True, layout="coco17")
+    ckpt = load_checkpoint(tmp_path / "coco.pt")
+    names = [H36M_JOINT_NAMES[i] for i in H36M_TO_COCO17_INDEX]
+    assert names[5:] == list(COCO17_JOINT_NAMES[5:]) and names[0] == "neck_nose"
+    engine = LiftEngine(ckpt.model, max_streams=1, input_layout=ckpt.input_layout)
+    lifter = StreamingLifter(ckpt.model)
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        kp = rng.uniform(100, 500, size=(17, 2))
+        engine.submit(Frame2D("s", i, i / 50, "h36m17", 640, 480, kp))
+        (pose,) = engine.run()
+        x = torch.as_tensor(((kp * 2 / 640) - [1, 480 / 640]), dtype=torch.float32)
+        expected = lifter.step(x[list(H36M_TO_COCO17_INDEX)][None])[0].numpy()
+        np.testing.assert_allclose(pose.joints, expected, atol=1e-5)
+
+
+def test_frame_rate_warning(tmp_path):
+    import_vp3d(write_vp3d(tmp_path / "f.bin", vp3d_state_dict()), tmp_path / "f.pt")
+    ckpt = load_checkpoint(tmp_path / "f.pt")
+    assert ckpt.fps_warning(50.0) is None and ckpt.fps_warning(None) is None
+    line = ckpt.fps_warning(30.0)
+    assert "trained at 50 fps" in line and "30 fps" in line and "\n" not in line
