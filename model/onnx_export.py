@@ -18,6 +18,7 @@ Outputs: ``pose3d`` (B, J_out, 3) float32, ``state_0_out .. state_L_out``. B is 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,7 +140,8 @@ def export_onnx(model: _TemporalBase, path: str | os.PathLike, *, opset: int = O
     outputs = ["pose3d", *[f"{n}_out" for n in spec.names]]
     dynamic = {name: {0: "batch"} for name in inputs + outputs}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript exporter": chosen on purpose
         torch.onnx.export(step, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
                           opset_version=opset, dynamo=False, do_constant_folding=True)
     return spec
