@@ -2,14 +2,17 @@
 
 :class:`StreamingStep` is a small torch module built from the folded layer specifications
 (:mod:`model.layers`, :func:`model.fold_model`), the same description every other runner
-of the network reads. Each wide layer k keeps a shift register of its last
-``(W_k - 1) d_k`` inputs, ``state_k`` (B, (W_k - 1) d_k, C_k): a step appends the newest
-input, reads every ``d_k``-th row as the W_k taps and drops the oldest row. The last state
-tensor, ``state_<L>`` (B,) int64, counts the frames each stream has consumed.
+of the network reads. Each wide layer k keeps a ring of its last ``(W_k - 1) d_k + 1``
+inputs, ``state_k`` (B, (W_k - 1) d_k + 1, C_k): the input of a stream's frame n sits at
+row ``n mod length``. The last state tensor, ``state_<L>`` (B,) int64, counts the frames
+each stream has consumed; a step writes the newest input (one copy of each state tensor,
+the least an ONNX graph with state passed in and out can do) and gathers the W_k taps
+``n - (W_k - 1) d_k, ..., n``, clamped to the stream's first frame.
 
-A row is fresh when ``start`` is true or its frame counter is 0 (so all-zero state is a
-valid initial state): its registers are filled with the layer's own first input, the
-replicate padding of :class:`model.StreamingLifter`, whose outputs this step reproduces.
+That clamp is the replicate padding of :class:`model.StreamingLifter` (whose outputs this
+step reproduces): frames before a stream's start read its first frame. A row whose
+``start`` is true or whose counter is 0 is at its frame 0, so its state is never read:
+all-zero state is a valid initial state, and a restarted stream needs no clearing.
 
 Inputs: ``keypoints`` (B, J_in, 2) float32, ``start`` (B,) bool, ``state_0 ..  state_L``.
 Outputs: ``pose3d`` (B, J_out, 3) float32, ``state_0_out .. state_L_out``. B is dynamic.
@@ -82,7 +85,7 @@ class StreamingStep(nn.Module):
                 self._weights.append(nn.Parameter(layer.bias.clone(), requires_grad=False))
         self.spec = StepSpec(
             names=[f"state_{k}" for k in range(len(self.wide) + 1)],
-            state_shapes=[((e["spec"].width - 1) * e["spec"].dilation, e["spec"].in_channels) for e in self.wide] + [()],
+            state_shapes=[(e["spec"].span + 1, e["spec"].in_channels) for e in self.wide] + [()],
             state_dtypes=[torch.float32] * len(self.wide) + [torch.int64],
             num_joints_in=self.config.num_joints_in,
             num_joints_out=self.config.num_joints_out,
@@ -90,25 +93,30 @@ class StreamingStep(nn.Module):
         )
 
     def forward(self, keypoints: torch.Tensor, start: torch.Tensor, *state: torch.Tensor):
-        frames = state[-1]
-        fresh = (start | (frames == 0))[:, None, None]
+        # n: the index of this frame in its stream (0 on a stream's first frame, so the
+        # state of a starting row is never read, and all-zero state is a fresh stream).
+        n = torch.where(start, torch.zeros_like(state[-1]), state[-1])
         h = keypoints.reshape(keypoints.shape[0], -1)
+        streams = torch.cumsum(torch.ones_like(n), 0) - 1  # 0 .. B - 1 (traced with a dynamic B)
         out_state = []
         for k, e in enumerate(self.wide):
             spec = e["spec"]
-            reg = torch.where(fresh, h[:, None, :].expand_as(state[k]), state[k])
-            full = torch.cat([reg, h[:, None, :]], dim=1)  # (B, (W - 1) d + 1, C): oldest first
-            taps = full[:, :: spec.dilation]  # (B, W, C)
-            out_state.append(full[:, 1:])
-            y = torch.nn.functional.linear(taps.reshape(taps.shape[0], -1), self._weights[e["w"]], self._weights[e["w"] + 1])
-            y = torch.relu(y)
+            length = spec.span + 1
+            # Write this frame's input at row n mod length (ScatterND: one copy of the state),
+            # gather the W taps n - (W - 1) d, ..., n, clamped to the stream's first frame.
+            buf = state[k].index_put((streams, torch.remainder(n, length)), h)
+            out_state.append(buf)
+            back = torch.arange(spec.width - 1, -1, -1, dtype=n.dtype) * spec.dilation
+            times = torch.remainder(torch.clamp(n[:, None] - back[None, :], min=0), length)
+            taps = buf[streams[:, None], times]  # (B, W, C)
+            y = torch.relu(torch.nn.functional.linear(taps.reshape(taps.shape[0], -1), self._weights[e["w"]],
+                                                      self._weights[e["w"] + 1]))
             if e["pw"] is not None:
                 y = torch.relu(torch.nn.functional.linear(y, self._weights[e["pw"]], self._weights[e["pw"] + 1]))
                 y = y + taps[:, spec.current_tap]
             h = y
         pose = torch.nn.functional.linear(h, self._weights[self._shrink], self._weights[self._shrink + 1])
-        new_frames = torch.where(fresh[:, 0, 0], torch.ones_like(frames), frames + 1)
-        return (pose.reshape(pose.shape[0], self.config.num_joints_out, 3), *out_state, new_frames)
+        return (pose.reshape(pose.shape[0], self.config.num_joints_out, 3), *out_state, n + 1)
 
 
 class _TritonStep(nn.Module):
@@ -142,6 +150,8 @@ def export_onnx(model: _TemporalBase, path: str | os.PathLike, *, opset: int = O
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript exporter": chosen on purpose
+        # "advanced indexing ... incorrect with negative indices": the tap indices are >= 0.
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
         torch.onnx.export(step, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
                           opset_version=opset, dynamo=False, do_constant_folding=True)
     return spec
