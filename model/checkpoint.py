@@ -165,13 +165,18 @@ def _build(path: Path, config_dict: Any, state_dict: Any, what: str) -> Temporal
         config = ModelConfig.from_dict(config_dict)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: {what}: invalid architecture: {exc}") from None
-    model = TemporalModel(config)
+    return load_weights(TemporalModel(config), state_dict, path, what, "weights do not match the stored architecture")
+
+
+def load_weights(model: TemporalModel, state_dict: dict, path: Any, what: str, mismatch: str) -> TemporalModel:
+    """Load ``state_dict`` into ``model`` (eval mode) after checking its keys, shapes and
+    values; anything off is a one-line CheckpointError (``mismatch`` for wrong keys)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"{path}: {what}: weights do not match the stored architecture "
+            f"{path}: {what}: {mismatch} "
             f"(missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
             f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''})"
         )

@@ -34,7 +34,7 @@ import torch
 
 from poselift.errors import CheckpointError
 
-from .checkpoint import read_raw, save_checkpoint
+from .checkpoint import load_weights, read_raw, save_checkpoint
 from .config import ModelConfig
 from .skeleton import COCO17_JOINT_NAMES, H36M_JOINT_NAMES
 from .temporal import TemporalModel
@@ -151,23 +151,7 @@ def build_vp3d_model(sd: dict[str, Any], *, causal: bool, path: Any = "", what: 
     for key in list(expected):  # written by torch < 0.4.1: batch norms without a counter
         if key.endswith("num_batches_tracked") and key not in sd:
             sd[key] = torch.zeros((), dtype=torch.long)
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: {what} is not a VideoPose3D temporal model of the inferred architecture "
-            f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
-            f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''})"
-        )
-    for key, ref in expected.items():
-        got = sd[key]
-        if not isinstance(got, torch.Tensor) or got.shape != ref.shape:
-            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            raise CheckpointError(f"{path}: {what}: {key!r} has shape {shape}, the architecture needs {tuple(ref.shape)}")
-        if got.is_floating_point() and not torch.isfinite(got).all():
-            raise CheckpointError(f"{path}: {what}: {key!r} contains NaN or inf")
-    model.load_state_dict({k: sd[k].to(v.dtype) for k, v in expected.items()})
-    return model.eval()
+    return load_weights(model, sd, path, what, "not a VideoPose3D temporal model of the inferred architecture")
 
 
 def import_vp3d(path: str | os.PathLike, out: str | os.PathLike, *, causal: bool = False,
