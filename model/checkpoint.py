@@ -64,18 +64,23 @@ class LoadedCheckpoint:
         return float(self.meta.get("fps", 30.0))
 
     def fps_warning(self, feed_fps: float | None, tolerance: float = 0.1) -> str | None:
-        """One warning line when a feed's frame rate differs from the training frame rate by
-        more than ``tolerance`` (relative): the temporal filters then see motion sped up or
-        slowed down. None when they agree or the feed's rate is unknown."""
-        if not feed_fps or feed_fps <= 0 or abs(feed_fps - self.fps) <= tolerance * self.fps:
-            return None
-        return (f"warning: the model was trained at {self.fps:g} fps, the input runs at {feed_fps:g} fps; "
-                f"3D poses may be less accurate (resample the input to {self.fps:g} fps for best results)")
+        """:func:`fps_warning` for this checkpoint's training frame rate."""
+        return fps_warning(self.fps, feed_fps, tolerance)
 
     @property
     def input_layout(self) -> str:
         """The 2D joint order the model takes (older checkpoints: H36M-17)."""
         return str(self.meta.get("input_layout", "h36m17"))
+
+
+def fps_warning(model_fps: float, feed_fps: float | None, tolerance: float = 0.1) -> str | None:
+    """One warning line when a feed's frame rate differs from the training frame rate by
+    more than ``tolerance`` (relative): the temporal filters then see motion sped up or
+    slowed down. None when they agree or the feed's rate is unknown."""
+    if not feed_fps or feed_fps <= 0 or abs(feed_fps - model_fps) <= tolerance * model_fps:
+        return None
+    return (f"warning: the model was trained at {model_fps:g} fps, the input runs at {feed_fps:.3g} fps; "
+            f"3D poses may be less accurate (resample the input to {model_fps:g} fps for best results)")
 
 
 def checkpoint_dict(
@@ -240,6 +245,7 @@ def read_checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
         "causal": cfg.causal,
         "future_frames": cfg.future_frames,
         "layout": ckpt.meta.get("layout"),
+        "input_layout": ckpt.input_layout,
         "fps": ckpt.meta.get("fps"),
         "normalization": ckpt.meta.get("normalization"),
         "training": ckpt.meta.get("training"),

@@ -59,6 +59,10 @@ def run_export(args: argparse.Namespace) -> int:
 
     if not args.onnx and not args.triton:
         raise UserError("give --onnx FILE and/or --triton DIR")
+    try:
+        import onnx  # noqa: F401  (the exporter writes through it)
+    except ImportError:
+        raise UserError("ONNX export needs the export extra: pip install -e '.[export]'") from None
     ckpt = load_checkpoint(args.checkpoint)
     if args.onnx:
         spec = export_onnx(ckpt.model, args.onnx)

@@ -205,6 +205,7 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
     import signal
     import threading
 
+    from .fps_check import FrameRateCheck
     from .service import PoseServer
 
     ckpt = load_model(checkpoint, "causal")
@@ -213,7 +214,7 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
     try:
         server = PoseServer(engine, input, publish, lossless=lossless, single_frame=single_frame,
                             allow_remote=allow_remote, curve_secret_key=curve_secret_key,
-                            curve_clients=curve_clients)
+                            curve_clients=curve_clients, stages=[FrameRateCheck(getattr(ckpt, "fps", 30.0))])
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
     kind = ("PULL", "PUSH") if lossless else ("SUB", "PUB")

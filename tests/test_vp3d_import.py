@@ -210,3 +210,19 @@ def test_frame_rate_warning(tmp_path):
     assert ckpt.fps_warning(50.0) is None and ckpt.fps_warning(None) is None
     line = ckpt.fps_warning(30.0)
     assert "trained at 50 fps" in line and "30 fps" in line and "\n" not in line
+
+
+def test_serve_says_once_when_the_feed_rate_differs():
+    from poselift.stream.engine import PoseOut
+    from poselift.stream.fps_check import FrameRateCheck
+
+    def poses(stream, fps, n):
+        return [PoseOut(stream, i, 100 + i / fps, 0.0, np.zeros((17, 3)), True, False, []) for i in range(n)]
+
+    lines = []
+    check = FrameRateCheck(50.0, frames=20, warn=lines.append)
+    batch = poses("a", 50.0, 30)
+    assert check(batch) is batch and lines == []
+    check(poses("b", 25.0, 30))
+    check(poses("c", 25.0, 30))
+    assert len(lines) == 1 and "'b'" in lines[0] and "trained at 50 fps" in lines[0] and "25 fps" in lines[0]
