@@ -11,7 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="convert a VideoPose3D checkpoint into a poselift checkpoint",
         description="Read a VideoPose3D checkpoint (model_pos, optional model_traj) without running any code in it, "
                     "infer its architecture from the weight shapes and write a poselift checkpoint. "
-                    "The official files (VideoPose3D GitHub releases) are licensed CC BY-NC 4.0: non-commercial use only.",
+                    "The official files (VideoPose3D GitHub releases) are licensed CC BY-NC 4.0: "
+                    "non-commercial use only.",
         epilog="example: poselift import-vp3d pretrained_h36m_cpn.bin --out vp3d_cpn.pt\n"
                "         poselift import-vp3d pretrained_h36m_detectron_coco.bin --out vp3d_coco.pt --layout coco17",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -66,7 +67,8 @@ def run_export(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     if args.onnx:
         spec = export_onnx(ckpt.model, args.onnx)
-        print(f"wrote {args.onnx}: {len(spec.state_shapes)} state tensors, {spec.state_bytes_per_stream} bytes of state per stream")
+        print(f"wrote {args.onnx}: {len(spec.state_shapes)} state tensors, "
+              f"{spec.state_bytes_per_stream} bytes of state per stream")
     if args.triton:
         path = write_triton_repository(ckpt.model, args.triton, name=args.name)
         print(f"wrote Triton model repository {args.triton} ({path})")

@@ -187,8 +187,8 @@ def triton_config(spec: StepSpec, name: str, *, max_batch_size: int = 64, max_id
     states = []
     for n, shape, dtype in zip(spec.names, spec.state_shapes, spec.state_dtypes):
         dims = ", ".join(map(str, shape or (1,)))
-        states.append(f'    {{ input_name: "{n}" output_name: "{n}_out" data_type: {_TRITON_TYPES[dtype]} dims: [ {dims} ] '
-                      f'initial_state {{ data_type: {_TRITON_TYPES[dtype]} dims: [ {dims} ] zero_data: true '
+        states.append(f'    {{ input_name: "{n}" output_name: "{n}_out" data_type: {_TRITON_TYPES[dtype]} '
+                      f'dims: [ {dims} ] initial_state {{ data_type: {_TRITON_TYPES[dtype]} dims: [ {dims} ] zero_data: true '
                       f'name: "zeros" }} }}')
     lines.append(",\n".join(states))
     lines += ["  ]", "}", 'instance_group [ { kind: KIND_CPU count: 1 } ]']

@@ -86,7 +86,8 @@ def _strip_prefix(sd: dict[str, Any]) -> dict[str, Any]:
 def _shape(sd: dict[str, Any], key: str, dims: int, path: Any, what: str) -> tuple[int, ...]:
     value = sd.get(key)
     if not isinstance(value, torch.Tensor) or value.dim() != dims:
-        found = "missing" if value is None else f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+        found = ("missing" if value is None else f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor)
+                 else type(value).__name__)
         raise CheckpointError(
             f"{path}: {what} is not a VideoPose3D temporal model: {key!r} should be a {dims}-d tensor ({found})"
         )

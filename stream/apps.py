@@ -69,7 +69,8 @@ def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_stre
         raise UserError(f"--precision {precision}: {exc}") from None
     try:
         return LiftEngine(ckpt.model, trajectory_model=ckpt.trajectory_model, max_streams=max_streams,
-                          device=dev, precision=precision, policy=policy, input_layout=getattr(ckpt, "input_layout", "h36m17"))
+                          device=dev, precision=precision, policy=policy,
+                          input_layout=getattr(ckpt, "input_layout", "h36m17"))
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
