@@ -226,3 +226,30 @@ def test_serve_says_once_when_the_feed_rate_differs():
     check(poses("b", 25.0, 30))
     check(poses("c", 25.0, 30))
     assert len(lines) == 1 and "'b'" in lines[0] and "trained at 50 fps" in lines[0] and "25 fps" in lines[0]
+
+
+class _OldNumpyRandomState:
+    """Pickles like a RandomState did under numpy < 1.17 (the official files are from 2018-19):
+    ``numpy.random.__RandomState_ctor()`` with the legacy state tuple set through BUILD."""
+
+    def __init__(self, seed):
+        self.state = np.random.RandomState(seed).get_state()
+
+    def __reduce__(self):
+        return (getattr(np.random, "__RandomState_ctor"), (), self.state)
+
+
+def test_old_torch_and_numpy_pickles_load(tmp_path):
+    """Legacy (pre-zip) torch serialization, as torch < 1.6 wrote it, and numpy < 1.17's
+    RandomState constructor."""
+    src = tmp_path / "old.bin"
+    pos = vp3d_state_dict(seed=3)
+    torch.save({"epoch": 60, "lr": 1e-4, "random_state": _OldNumpyRandomState(7), "optimizer": {},
+                "model_pos": pos, "model_traj": None}, src, _use_new_zipfile_serialization=False)
+    raw = read_vp3d(src)
+    assert isinstance(raw["random_state"], np.random.RandomState)
+    assert raw["random_state"].randint(1 << 30) == np.random.RandomState(7).randint(1 << 30)
+    import_vp3d(src, tmp_path / "old.pt", causal=True)
+    x = np.random.default_rng(2).normal(scale=0.3, size=(40, 17, 2)).astype(np.float32)
+    np.testing.assert_allclose(stream(load_checkpoint(tmp_path / "old.pt").model, x),
+                               vp3d_offline(pos, x, (3, 3, 3), True), atol=1e-5)
