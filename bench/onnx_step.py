@@ -5,7 +5,8 @@ one thread each (``torch.set_num_threads(1)``, onnxruntime ``intra_op_num_thread
 the serving default). The onnxruntime side is the loop a user writes: ``session.run``
 with numpy inputs, the state outputs fed back as the next inputs.
 
-Run: ``python -m poselift.bench.onnx_step [CHECKPOINT] [--json OUT]``.
+Run: ``poselift bench --onnx [--json OUT]`` (the shipped causal model), or
+``python -m poselift.bench.onnx_step [CHECKPOINT] [--json OUT]``.
 """
 
 from __future__ import annotations

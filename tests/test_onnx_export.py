@@ -140,3 +140,13 @@ def test_export_needs_an_output(tmp_path, capsys):
     save_checkpoint(tmp_path / "m.pt", small_model())
     assert main(["export", str(tmp_path / "m.pt")]) == 2
     assert "--onnx" in capsys.readouterr().err
+
+
+def test_bench_compares_both_runners():
+    from poselift.bench.onnx_step import bench_onnx_step, format_line
+
+    r = bench_onnx_step(small_model(), batch_sizes=(1, 4), budget_s=0.2)
+    assert set(r["batches"]) == {"1", "4"}
+    for row in r["batches"].values():
+        assert row["torch"]["n"] >= 5 and row["onnxruntime"]["n"] >= 5 and row["ratio_p50"] > 0
+    assert "B=1" in format_line(r) and "B=4" in format_line(r)
