@@ -72,15 +72,15 @@ class StreamingStep(nn.Module):
         for layer in net.layers:
             if layer.spec.buffered:
                 w = layer.weight.permute(0, 2, 1).reshape(layer.weight.shape[0], -1)  # tap-major (C_out, W * C_in)
-                self.wide.append({"spec": layer.spec, "w": len(self._weights), "pw": None})
+                self.wide.append({"spec": layer.spec, "w": len(self._weights), "pw": None, "pw_relu": False})
                 self._weights.append(nn.Parameter(w.contiguous(), requires_grad=False))
                 self._weights.append(nn.Parameter(layer.bias.clone(), requires_grad=False))
             elif layer.spec.kind is LayerKind.BLOCK_1X1:
-                self.wide[-1]["pw"] = len(self._weights)
+                self.wide[-1].update(pw=len(self._weights), pw_relu=layer.relu)
                 self._weights.append(nn.Parameter(layer.weight[:, :, 0].contiguous(), requires_grad=False))
                 self._weights.append(nn.Parameter(layer.bias.clone(), requires_grad=False))
             else:
-                self._shrink = len(self._weights)
+                self._shrink, self._shrink_relu = len(self._weights), layer.relu
                 self._weights.append(nn.Parameter(layer.weight[:, :, 0].contiguous(), requires_grad=False))
                 self._weights.append(nn.Parameter(layer.bias.clone(), requires_grad=False))
         self.spec = StepSpec(
@@ -91,6 +91,10 @@ class StreamingStep(nn.Module):
             num_joints_out=self.config.num_joints_out,
             latency_frames=self.config.future_frames,
         )
+
+    def _linear(self, x: torch.Tensor, k: int, relu: bool) -> torch.Tensor:
+        y = torch.nn.functional.linear(x, self._weights[k], self._weights[k + 1])
+        return torch.relu(y) if relu else y
 
     def forward(self, keypoints: torch.Tensor, start: torch.Tensor, *state: torch.Tensor):
         # n: the index of this frame in its stream (0 on a stream's first frame, so the
@@ -109,13 +113,11 @@ class StreamingStep(nn.Module):
             back = torch.arange(spec.width - 1, -1, -1, dtype=n.dtype) * spec.dilation
             times = torch.remainder(torch.clamp(n[:, None] - back[None, :], min=0), length)
             taps = buf[streams[:, None], times]  # (B, W, C)
-            y = torch.relu(torch.nn.functional.linear(taps.reshape(taps.shape[0], -1), self._weights[e["w"]],
-                                                      self._weights[e["w"] + 1]))
+            y = self._linear(taps.reshape(taps.shape[0], -1), e["w"], spec.relu)
             if e["pw"] is not None:
-                y = torch.relu(torch.nn.functional.linear(y, self._weights[e["pw"]], self._weights[e["pw"] + 1]))
-                y = y + taps[:, spec.current_tap]
+                y = self._linear(y, e["pw"], e["pw_relu"]) + taps[:, spec.current_tap]
             h = y
-        pose = torch.nn.functional.linear(h, self._weights[self._shrink], self._weights[self._shrink + 1])
+        pose = self._linear(h, self._shrink, self._shrink_relu)
         return (pose.reshape(pose.shape[0], self.config.num_joints_out, 3), *out_state, n + 1)
 
 
