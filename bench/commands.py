@@ -24,10 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="CI smoke run (< 1 minute): short budgets, fewer sizes, 256-channel models, one torch thread")
     p.add_argument("--out-dir", metavar="DIR", default=None,
                    help="write bench.md and the PNG plots here (default: beside --json, else nothing)")
+    p.add_argument("--onnx", action="store_true",
+                   help="only compare the exported ONNX step (onnxruntime) with StreamingLifter fp32 at batch 1 "
+                        "and 32 on the CPU (needs pip install -e '.[export]'; see docs/onnx.md)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.onnx:
+        from .onnx_step import main as onnx_main
+
+        return onnx_main(["--json", args.json] if args.json else [])
     import sys
     from pathlib import Path
 

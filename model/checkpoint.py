@@ -63,6 +63,25 @@ class LoadedCheckpoint:
     def fps(self) -> float:
         return float(self.meta.get("fps", 30.0))
 
+    def fps_warning(self, feed_fps: float | None, tolerance: float = 0.1) -> str | None:
+        """:func:`fps_warning` for this checkpoint's training frame rate."""
+        return fps_warning(self.fps, feed_fps, tolerance)
+
+    @property
+    def input_layout(self) -> str:
+        """The 2D joint order the model takes (older checkpoints: H36M-17)."""
+        return str(self.meta.get("input_layout", "h36m17"))
+
+
+def fps_warning(model_fps: float, feed_fps: float | None, tolerance: float = 0.1) -> str | None:
+    """One warning line when a feed's frame rate differs from the training frame rate by
+    more than ``tolerance`` (relative): the temporal filters then see motion sped up or
+    slowed down. None when they agree or the feed's rate is unknown."""
+    if not feed_fps or feed_fps <= 0 or abs(feed_fps - model_fps) <= tolerance * model_fps:
+        return None
+    return (f"warning: the model was trained at {model_fps:g} fps, the input runs at {feed_fps:.3g} fps; "
+            f"3D poses may be less accurate (resample the input to {model_fps:g} fps for best results)")
+
 
 def checkpoint_dict(
     model: _TemporalBase,
@@ -72,8 +91,11 @@ def checkpoint_dict(
     training: dict[str, Any] | None = None,
     trajectory_model: _TemporalBase | None = None,
     half: bool = False,
+    input_layout: str = "h36m17",
 ) -> dict[str, Any]:
-    """The dict that :func:`save_checkpoint` writes. ``half`` stores weights as fp16."""
+    """The dict that :func:`save_checkpoint` writes. ``half`` stores weights as fp16;
+    ``input_layout`` is the 2D joint order the model takes (``coco17`` for VideoPose3D's
+    Detectron models; the output is always H36M-17)."""
 
     def weights(m: _TemporalBase) -> dict[str, torch.Tensor]:
         sd = {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
@@ -89,6 +111,7 @@ def checkpoint_dict(
         "meta": {
             "layout": "h36m17",
             "joint_names": list(H36M_JOINT_NAMES),
+            "input_layout": input_layout,
             "fps": float(fps),
             "normalization": dict(normalization or DEFAULT_NORMALIZATION),
             "training": dict(training or {}),
@@ -104,8 +127,11 @@ def save_checkpoint(path: str | os.PathLike, model: _TemporalBase, **kwargs: Any
     atomic_torch_save(checkpoint_dict(model, **kwargs), path)
 
 
-def read_raw(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a torch file safely (``weights_only=True``) and turn failures into CheckpointError."""
+def read_raw(path: str | os.PathLike, *, safe_globals: list | tuple = (), refusal: str | None = None) -> dict[str, Any]:
+    """Load a torch file safely (``weights_only=True``) and turn failures into CheckpointError.
+
+    ``safe_globals``: extra globals the file may hold (e.g. a VideoPose3D file's numpy
+    RandomState, :mod:`model.vp3d`); ``refusal``: the message for any other global."""
     path = Path(path)
     remove_stale_temporaries(path)
     if not path.exists():
@@ -117,11 +143,12 @@ def read_raw(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols: our error says it
             warnings.simplefilter("ignore", UserWarning)
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(list(safe_globals)):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # one line of our own: never torch's text, which says how to load unsafely
         text = str(exc)
         if re.search(r"GLOBAL|[Uu]nsupported global|allowed global", text):
-            raise CheckpointError(
+            raise CheckpointError(f"{path}: {refusal}" if refusal else
                 f"{path}: refused to load: the file contains Python objects other than tensors "
                 f"and plain data (it was not written by poselift, or it was tampered with); nothing in it was run"
             ) from None
@@ -143,13 +170,18 @@ def _build(path: Path, config_dict: Any, state_dict: Any, what: str) -> Temporal
         config = ModelConfig.from_dict(config_dict)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: {what}: invalid architecture: {exc}") from None
-    model = TemporalModel(config)
+    return load_weights(TemporalModel(config), state_dict, path, what, "weights do not match the stored architecture")
+
+
+def load_weights(model: TemporalModel, state_dict: dict, path: Any, what: str, mismatch: str) -> TemporalModel:
+    """Load ``state_dict`` into ``model`` (eval mode) after checking its keys, shapes and
+    values; anything off is a one-line CheckpointError (``mismatch`` for wrong keys)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"{path}: {what}: weights do not match the stored architecture "
+            f"{path}: {what}: {mismatch} "
             f"(missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
             f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''})"
         )
@@ -213,6 +245,7 @@ def read_checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
         "causal": cfg.causal,
         "future_frames": cfg.future_frames,
         "layout": ckpt.meta.get("layout"),
+        "input_layout": ckpt.input_layout,
         "fps": ckpt.meta.get("fps"),
         "normalization": ckpt.meta.get("normalization"),
         "training": ckpt.meta.get("training"),

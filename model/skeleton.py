@@ -149,6 +149,24 @@ MEDIAPIPE33 = Layout(
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (H36M17, COCO17, MEDIAPIPE33)}
 
 
+# A model trained on COCO-17 input (VideoPose3D's Detectron models, ``input_layout`` in the
+# checkpoint) is fed from the H36M-17 intake: each COCO joint is the H36M joint built from
+# it (nose = neck_nose), and eyes and ears, which H36M-17 lacks, are the head (mid-eyes).
+H36M_TO_COCO17_INDEX: tuple[int, ...] = tuple(
+    H36M_JOINT_NAMES.index({"nose": "neck_nose", "left_eye": "head", "right_eye": "head", "left_ear": "head",
+                            "right_ear": "head"}.get(n, n)) for n in COCO17_JOINT_NAMES
+)
+
+
+def model_input_index(input_layout: str) -> list[int] | None:
+    """H36M-17 joints to gather as a model's input in ``input_layout`` (None: H36M itself)."""
+    if input_layout == "h36m17":
+        return None
+    if input_layout == "coco17":
+        return list(H36M_TO_COCO17_INDEX)
+    raise ValueError(f"no mapping from H36M-17 to a model input layout {input_layout!r}")
+
+
 def get_layout(name: str) -> Layout:
     """Look a layout up by its wire name (``h36m17``, ``coco17``, ``mediapipe33``)."""
     try:

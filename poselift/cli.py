@@ -18,7 +18,8 @@ from .errors import PoseliftError
 
 # Each package's subcommands; a package whose commands module is not installed is skipped.
 COMMAND_MODULES: tuple[str, ...] = (
-    "poselift.model.commands", "poselift.train.commands", "poselift.stream.commands", "poselift.bench.commands",
+    "poselift.model.commands", "poselift.model.export_commands", "poselift.train.commands",
+    "poselift.stream.commands", "poselift.bench.commands",
 )
 
 

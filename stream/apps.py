@@ -74,7 +74,8 @@ def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_stre
     try:
         return LiftEngine(ckpt.model, trajectory_model=ckpt.trajectory_model, max_streams=max_streams,
                           device=dev, precision=precision, policy=policy,
-                          trajectory_meta=(getattr(ckpt, "meta", None) or {}).get("trajectory"), fov_deg=fov)
+                          trajectory_meta=(getattr(ckpt, "meta", None) or {}).get("trajectory"), fov_deg=fov,
+                          input_layout=getattr(ckpt, "input_layout", "h36m17"))
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
@@ -241,6 +242,7 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
     import signal
     import threading
 
+    from .fps_check import FrameRateCheck
     from .service import PoseServer
 
     vmc_sender = _open_vmc(vmc, allow_remote, raw)
@@ -250,7 +252,9 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
     try:
         server = PoseServer(engine, input, publish, lossless=lossless, single_frame=single_frame,
                             allow_remote=allow_remote, curve_secret_key=curve_secret_key,
-                            curve_clients=curve_clients, stages=motion_stages(engine, raw=raw, vmc=vmc_sender))
+                            curve_clients=curve_clients,
+                            stages=[FrameRateCheck(getattr(ckpt, "fps", 30.0)),
+                                    *motion_stages(engine, raw=raw, vmc=vmc_sender)])
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
     kind = ("PULL", "PUSH") if lossless else ("SUB", "PUB")
@@ -311,6 +315,8 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
         src = VideoSource(video if video else camera, stream=stream, max_frames=max_frames, verbose=verbose)
     except (FileNotFoundError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
+    if getattr(ckpt, "fps_warning", None) and ckpt.fps_warning(src.fps):
+        print(ckpt.fps_warning(src.fps), file=sys.stderr)
     pub = _publisher(publish, allow_remote=allow_remote)
     print(f"model: {describe_model(ckpt, engine)}")
     if pub is not None:
@@ -476,6 +482,8 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
         src = VideoSource(str(path), stream="video", max_frames=max_frames, verbose=verbose)
     except (FileNotFoundError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
+    if getattr(ckpt, "fps_warning", None) and ckpt.fps_warning(src.fps):
+        print(ckpt.fps_warning(src.fps), file=sys.stderr)
     try:
         frames = [f for _, f in src]
     finally:

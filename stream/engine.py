@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from poselift.model import StreamingLifter
+from poselift.model.skeleton import model_input_index
 
 from .gapfill import NUM_JOINTS, GapPolicy
 from .intake import Empty, Intake, Meta, Reset, Step, frame_to_model_input  # noqa: F401  (re-exported)
@@ -104,8 +105,10 @@ class LiftEngine:
     def __init__(self, model: torch.nn.Module, *, trajectory_model: torch.nn.Module | None = None,
                  max_streams: int = 16, device: str = "cpu", precision: str = "fp32",
                  policy: GapPolicy | None = None, evict_after_s: float = 2.0,
-                 trajectory_meta: dict[str, Any] | None = None, fov_deg: float | None = None) -> None:
+                 trajectory_meta: dict[str, Any] | None = None, fov_deg: float | None = None,
+                 input_layout: str = "h36m17") -> None:
         cfg = model.config
+        self.input_index = model_input_index(input_layout)  # a COCO-17 model: its joints from the H36M intake
         if cfg.num_joints_in != NUM_JOINTS or cfg.in_features != 2 or cfg.num_joints_out != NUM_JOINTS:
             raise ValueError("the streaming service needs a 17-joint 2D -> 17-joint 3D model")
         self.lifter = make_lifter(model, max_streams, device, precision)
@@ -252,6 +255,7 @@ class LiftEngine:
             # path (a CUDA graph on GPUs); the demo and webcam always have this case.
             idx = None if len(slots) == self.max_streams and slots == sorted(slots) else slots
             x = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.float32))
+            x = x if self.input_index is None else x[:, self.input_index]
             y = self.lifter.step(x, idx).cpu().numpy()
             root = self.traj.step(x, idx).cpu().numpy() if self.traj is not None else None
             self.counters["batches"] += 1
