@@ -14,6 +14,7 @@ ended). :class:`stream.loop.PoseLoop` wraps the engine with the publishing side.
 from __future__ import annotations
 
 import inspect
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -47,6 +48,10 @@ class PoseOut:
     gap: int = 0
     root: np.ndarray | None = None
     input2d: np.ndarray | None = None  # (17, 2) normalised model input (filled), for rendering
+    # Which stretch of the stream this pose belongs to: a number unique to the engine that
+    # changes whenever the stream's state starts over (new stream, reset, end, eviction), so a
+    # per-stream post-processing stage knows when to forget what it kept (stream.motion_wire).
+    epoch: int = 0
     # Filled by post-processing stages (stream.loop.PoseLoop ``stages``), e.g. motion outputs;
     # PosePublisher does not send them (yet).
     extras: dict[str, Any] = field(default_factory=dict)
@@ -71,6 +76,7 @@ class _Stream:
     queue: deque = field(default_factory=deque)  # intake items (Reset | Step | Empty) not yet handled
     pending: deque = field(default_factory=deque)  # metas (None = silent) awaiting a symmetric model's output
     steps: int = 0  # frames stepped since the last reset
+    epoch: int = 0  # PoseOut.epoch of the poses it produces now (renewed by every reset)
 
 
 def make_lifter(model: torch.nn.Module, batch_size: int, device: str, precision: str = "fp32") -> StreamingLifter:
@@ -114,6 +120,7 @@ class LiftEngine:
         self.streams: dict[str, _Stream] = {}
         self._free = list(range(max_streams))
         self._pending_out: list[PoseOut] = []  # poses produced outside run() (evictions, ended streams)
+        self._epochs = itertools.count(1)
         self.warmup()
         self.events: list[Event] = []
         self.counters: dict[str, int] = {"resets": 0, "batches": 0, "batched_rows": 0, "ended": 0}
@@ -158,7 +165,7 @@ class LiftEngine:
             self._pending_out.extend(self._reset(victim, "evicted"))
             del self.streams[victim.name]
             self._free.append(victim.slot)
-        s = _Stream(f.stream, self._free.pop(0), Intake(self.policy), now)
+        s = _Stream(f.stream, self._free.pop(0), Intake(self.policy), now, epoch=next(self._epochs))
         self.lifter.reset([s.slot])
         if self.traj is not None:
             self.traj.reset([s.slot])
@@ -223,7 +230,7 @@ class LiftEngine:
                         out.extend(self._reset(s, item.reason))
                     else:  # Empty: nothing liftable, published at once, invalid
                         out.append(self._pose(item.meta, np.zeros((NUM_JOINTS, 3), np.float32), None, False,
-                                              warmup=True))
+                                              warmup=True, epoch=s.epoch))
                 if s.queue:
                     step = s.queue.popleft()
                     batch.append((s, step.x, step.meta))
@@ -246,7 +253,8 @@ class LiftEngine:
                     m = s.pending.popleft()
                     if m is not None:
                         out.append(self._pose(m, y[row], None if root is None else root[row, 0],
-                                              m.valid, warmup=k - self.latency_frames < self.receptive_field - 1 - self.latency_frames))
+                                              m.valid, warmup=k - self.latency_frames < self.receptive_field - 1 - self.latency_frames,
+                                              epoch=s.epoch))
 
     def process(self, frames: list[Frame2D]) -> list[PoseOut]:
         """Submit frames and run; frames that cannot get a slot are recorded as rejected events."""
@@ -257,11 +265,12 @@ class LiftEngine:
                 self.reject(exc.reason, exc.detail, f.stream)
         return self.run()
 
-    def _pose(self, m: Meta, joints: np.ndarray, root: np.ndarray | None, valid: bool, warmup: bool) -> PoseOut:
+    def _pose(self, m: Meta, joints: np.ndarray, root: np.ndarray | None, valid: bool, warmup: bool,
+              epoch: int = 0) -> PoseOut:
         if not np.isfinite(joints).all() or (root is not None and not np.isfinite(root).all()):
             valid = False  # never publish NaN/inf as a valid pose (e.g. overflow in reduced precision)
         return PoseOut(m.stream, m.frame, m.t, m.t_recv, np.asarray(joints, np.float32), bool(valid), bool(warmup),
-                       m.filled, m.gap, root, m.x)
+                       m.filled, m.gap, root, m.x, epoch)
 
     # -------------------------------------------------------------------- resets
     def _reset(self, s: _Stream, reason: str) -> list[PoseOut]:
@@ -273,9 +282,11 @@ class LiftEngine:
             metas = list(s.pending)
             for i, m in enumerate(metas[len(metas) - len(tails):]):
                 if m is not None:
-                    out.append(self._pose(m, tails[i], None if roots is None else roots[i, 0], m.valid, warmup=False))
+                    out.append(self._pose(m, tails[i], None if roots is None else roots[i, 0], m.valid, warmup=False,
+                                          epoch=s.epoch))
         s.pending.clear()
         s.steps = 0
+        s.epoch = next(self._epochs)
         self.lifter.reset([s.slot])
         if self.traj is not None:
             self.traj.reset([s.slot])
