@@ -24,6 +24,10 @@ from .gapfill import GapPolicy
 from .loop import PoseLoop, collect
 
 DEFAULT_DEMO_OUT = "poselift_demo.gif"
+# --lookahead when none is given (README "Look-ahead or smoothing?"): live commands (demo,
+# webcam, serve) and the offline video command, where latency does not matter.
+DEFAULT_LIVE_LOOKAHEAD = 0
+DEFAULT_VIDEO_LOOKAHEAD = 0
 
 
 # ---------------------------------------------------------------------------- shared
@@ -42,6 +46,37 @@ def load_model(checkpoint: str | Path | None = None, name: str = "causal"):
         return load_checkpoint(path)
     except CheckpointError as exc:
         raise UserError(str(exc)) from None
+
+
+def load_lookahead_model(checkpoint: str | Path | None = None, name: str = "causal", lookahead: int | None = None):
+    """``--lookahead F``: the shipped model with F frames of look-ahead (0 causal, 121 the
+    full-context model; the live latency is F frames); None: ``load_model(checkpoint, name)``."""
+    if lookahead is None and not checkpoint and name == "causal" and DEFAULT_LIVE_LOOKAHEAD:
+        lookahead = DEFAULT_LIVE_LOOKAHEAD
+    if lookahead is None:
+        return load_model(checkpoint, name)
+    if checkpoint:
+        raise UserError("--lookahead selects a shipped model; give either --lookahead or --checkpoint")
+    from poselift.model.commands import lookahead_checkpoint
+
+    try:
+        return load_model(lookahead_checkpoint(lookahead))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def smoothing_stages(engine: LiftEngine, fps: float, smooth: bool = False, min_cutoff: float = 1.0,
+                     beta: float = 0.5) -> list:
+    """``--smooth``: the causal One-Euro stage (stream.smoothing.SmoothingStage) as a PoseLoop
+    stage list (empty when off). It goes before the motion stage."""
+    if not smooth:
+        return []
+    from .smoothing import SmoothingStage
+
+    try:
+        return [SmoothingStage(fps, min_cutoff=min_cutoff, beta=beta, engine=engine)]
+    except ValueError as exc:
+        raise UserError(f"--smooth: {exc}") from None
 
 
 def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_streams: int = 1,
@@ -124,7 +159,9 @@ def _order(poses: list[PoseOut], n: int) -> list[PoseOut | None]:
 def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = None,
              out: str | Path | None = DEFAULT_DEMO_OUT, publish: str | None = "tcp://127.0.0.1:5556",
              frames: int | None = None, render_frames: int = 90, device: str = "auto", precision: str = "fp32",
-             realtime: bool = False, threads: int | None = 1, allow_remote: bool = False) -> dict[str, Any]:
+             realtime: bool = False, threads: int | None = 1, allow_remote: bool = False,
+             lookahead: int | None = None, smooth: bool = False, smooth_min_cutoff: float = 1.0,
+             smooth_beta: float = 0.5) -> dict[str, Any]:
     """Replay a recorded 2D clip through the streaming model, publish it, render it.
 
     Needs no camera and no peer: poses go out on a PUB socket (``publish``; watch with
@@ -143,7 +180,7 @@ def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = 
         c = load_clip(clip_path)
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
-    ckpt = load_model(checkpoint, "causal")
+    ckpt = load_lookahead_model(checkpoint, "causal", lookahead)
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads)
     n = len(c.keypoints) if frames is None else max(1, min(frames, len(c.keypoints)))
     print(f"poselift demo: {n} frames of {c.source or clip_path.name} ({c.width}x{c.height} px, {c.fps:g} fps)")
@@ -153,7 +190,8 @@ def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = 
         print(f"publishing on {pub.endpoint} (topic pose3d.demo); watch with: poselift listen {pub.endpoint}")
         time.sleep(0.2)  # let a listener that is already waiting connect
     poses: list[PoseOut] = []
-    loop = PoseLoop(engine, collect(poses, pub.send_pose if pub is not None else None))
+    loop = PoseLoop(engine, collect(poses, pub.send_pose if pub is not None else None),
+                    stages=smoothing_stages(engine, c.fps, smooth, smooth_min_cutoff, smooth_beta))
     latencies = loop.latencies_ms
     t0 = time.perf_counter()
     try:
@@ -194,7 +232,8 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
               max_frames: int | None = None, duration: float | None = None,
               policy: GapPolicy | None = None, threads: int | None = 1,
               allow_remote: bool = False, curve_secret_key: str | None = None,
-              curve_clients: str | None = None) -> dict[str, Any]:
+              curve_clients: str | None = None, lookahead: int | None = None, smooth: bool = False,
+              smooth_min_cutoff: float = 1.0, smooth_beta: float = 0.5) -> dict[str, Any]:
     """Turn a ZeroMQ 2D feed into 3D poses until Ctrl-C/SIGTERM (or ``max_frames``/``duration``).
 
     The first SIGINT or SIGTERM stops it cleanly: queued frames are lifted, pending poses
@@ -205,13 +244,14 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
 
     from .service import PoseServer
 
-    ckpt = load_model(checkpoint, "causal")
+    ckpt = load_lookahead_model(checkpoint, "causal", lookahead)
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=max_streams, policy=policy,
                          threads=threads)
     try:
         server = PoseServer(engine, input, publish, lossless=lossless, single_frame=single_frame,
                             allow_remote=allow_remote, curve_secret_key=curve_secret_key,
-                            curve_clients=curve_clients)
+                            curve_clients=curve_clients,
+                            stages=smoothing_stages(engine, ckpt.fps, smooth, smooth_min_cutoff, smooth_beta))
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
     kind = ("PULL", "PUSH") if lossless else ("SUB", "PUB")
@@ -275,7 +315,8 @@ def _draw_overlay(bgr: np.ndarray, kp_px: np.ndarray, pose: np.ndarray | None, t
 def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | Path | None = None,
                publish: str | None = None, window: bool = True, device: str = "auto", precision: str = "fp32",
                max_frames: int | None = None, stream: str = "cam0", threads: int | None = 1,
-               allow_remote: bool = False, verbose: bool = False) -> dict[str, Any]:
+               allow_remote: bool = False, verbose: bool = False, lookahead: int | None = None,
+               smooth: bool = False, smooth_min_cutoff: float = 1.0, smooth_beta: float = 0.5) -> dict[str, Any]:
     """Camera (or video file) -> MediaPipe -> streaming lifter, with a live window and
     optional publishing. Latency is measured from frame capture (before detection) to
     the lifted pose."""
@@ -285,7 +326,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
 
     if window and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise UserError("no display found (DISPLAY is not set); use --no-window to run headless")
-    ckpt = load_model(checkpoint, "causal")
+    ckpt = load_lookahead_model(checkpoint, "causal", lookahead)
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads)
     try:
         src = VideoSource(video if video else camera, stream=stream, max_frames=max_frames, verbose=verbose)
@@ -295,7 +336,8 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
     print(f"model: {describe_model(ckpt, engine)}")
     if pub is not None:
         print(f"publishing on {pub.endpoint} (topic pose3d.{stream})")
-    loop = PoseLoop(engine, pub.send_pose if pub is not None else None)
+    loop = PoseLoop(engine, pub.send_pose if pub is not None else None,
+                    stages=smoothing_stages(engine, src.fps or ckpt.fps, smooth, smooth_min_cutoff, smooth_beta))
     latencies = loop.latencies_ms
     n = 0
     t0 = time.perf_counter()
@@ -346,7 +388,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
 
 
 # ----------------------------------------------------------------------------- video
-def video_arrays(frames: list, engine: LiftEngine) -> dict[str, Any]:
+def video_arrays(frames: list, engine: LiftEngine, stages: list | tuple = ()) -> dict[str, Any]:
     """The offline ``video`` path without the detector: the frames (one stream, frame
     numbers 0..T-1) go through the same :class:`stream.loop.PoseLoop` as the live path,
     then the stream is flushed. Returns the arrays ``run_video`` saves (except fps and the
@@ -359,7 +401,7 @@ def video_arrays(frames: list, engine: LiftEngine) -> dict[str, Any]:
     from .intake import frame_to_model_input
 
     poses: list[PoseOut] = []
-    loop = PoseLoop(engine, collect(poses))
+    loop = PoseLoop(engine, collect(poses), stages=stages)
     raw = []
     for f in frames:
         raw.append(denormalize_screen(frame_to_model_input(f, engine.policy.min_confidence), f.width, f.height))
@@ -386,10 +428,11 @@ def video_arrays(frames: list, engine: LiftEngine) -> dict[str, Any]:
     return arrays
 
 
-def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = None, model: str = "causal",
+def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = None, model: str | None = None,
               checkpoint: str | Path | None = None, device: str = "auto", max_frames: int | None = None,
               policy: GapPolicy | None = None, precision: str = "fp32", threads: int | None = 1,
-              verbose: bool = False) -> dict[str, Any]:
+              verbose: bool = False, lookahead: int | None = None, smooth: bool = False,
+              smooth_min_cutoff: float = 1.0, smooth_beta: float = 0.5) -> dict[str, Any]:
     """Offline lifting of a whole video: MediaPipe on every frame, then the same intake
     (layout, normalisation, gap filling) and lifting loop as ``webcam``/``serve``, with the
     stream flushed at the end, so every frame gets the pose and validity flag the live path
@@ -405,11 +448,17 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
 
     from .sources import VideoSource
 
+    if model is not None and lookahead is not None:
+        raise UserError("give either --model or --lookahead (--model causal is --lookahead 0, full is the "
+                        "full-context look-ahead)")
+    if model is None and lookahead is None and not checkpoint:
+        lookahead = DEFAULT_VIDEO_LOOKAHEAD
+    model = model or "causal"
     if model not in ("causal", "full"):
         raise UserError("--model must be causal or full")
     if Path(out).suffix != ".npz":
         raise UserError(f"--out must be an .npz file, got {out}")
-    ckpt = load_model(checkpoint, model)
+    ckpt = load_lookahead_model(checkpoint, model, lookahead)
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, policy=policy, threads=threads)
     try:
         src = VideoSource(str(path), stream="video", max_frames=max_frames, verbose=verbose)
@@ -421,7 +470,8 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
         src.close()
     if not frames:
         raise UserError(f"{path}: no frames could be read")
-    arrays = video_arrays(frames, engine)
+    arrays = video_arrays(frames, engine, smoothing_stages(engine, src.fps or ckpt.fps, smooth, smooth_min_cutoff,
+                                                           smooth_beta))
     if np.isnan(arrays["input2d"]).all():  # no frame had anything to lift
         raise UserError(f"{path}: no person was detected in any of its {len(frames)} frames")
     input2d = arrays.pop("input2d")

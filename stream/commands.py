@@ -27,6 +27,23 @@ def _model_options(p: argparse.ArgumentParser, precision: bool = True) -> None:
                        help="torch CPU threads (default 1: lowest per-frame latency for streaming)")
 
 
+def _temporal_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lookahead", type=int, default=None, metavar="F",
+                   help="use the shipped model that sees F future frames (live latency F frames): 0 causal, "
+                        "121 full-context, others as 'poselift info' lists (default: causal)")
+    p.add_argument("--smooth", action="store_true",
+                   help="causal One-Euro filter on the output joints (less jitter, a little lag; off by default)")
+    p.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ",
+                   help="One-Euro cut-off at rest, Hz (default 1.0; lower: smoother, more lag)")
+    p.add_argument("--smooth-beta", type=float, default=0.5, metavar="B",
+                   help="One-Euro speed coefficient (default 0.5; higher: less lag in fast motion, more jitter)")
+
+
+def _temporal_kwargs(a: argparse.Namespace) -> dict:
+    return dict(lookahead=a.lookahead, smooth=a.smooth, smooth_min_cutoff=a.smooth_min_cutoff,
+                smooth_beta=a.smooth_beta)
+
+
 def _allow_remote_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-remote", action="store_true",
                    help="allow binding a non-loopback address (e.g. tcp://0.0.0.0:5556); the protocol is neither "
@@ -60,10 +77,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true", help="pace the replay at the clip's frame rate")
     _allow_remote_option(p)
     _model_options(p)
+    _temporal_options(p)
     p.set_defaults(func=lambda a: _call("run_demo",
         clip=a.clip, checkpoint=a.checkpoint, out=None if a.no_render else a.out, publish=a.publish,
         frames=a.frames, render_frames=a.render_frames, device=a.device, precision=a.precision,
-        realtime=a.realtime, threads=a.threads, allow_remote=a.allow_remote))
+        realtime=a.realtime, threads=a.threads, allow_remote=a.allow_remote, **_temporal_kwargs(a)))
 
     p = subparsers.add_parser(
         "webcam", help="live 3D from a camera or video file (MediaPipe 2D + streaming lifter)",
@@ -83,10 +101,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _allow_remote_option(p)
     _verbose_option(p)
     _model_options(p)
+    _temporal_options(p)
     p.set_defaults(func=lambda a: _call("run_webcam",
         camera=a.camera, video=a.video, checkpoint=a.checkpoint, publish=a.publish, window=not a.no_window,
         device=a.device, precision=a.precision, max_frames=a.frames, stream=a.stream, threads=a.threads,
-        allow_remote=a.allow_remote, verbose=a.verbose))
+        allow_remote=a.allow_remote, verbose=a.verbose, **_temporal_kwargs(a)))
 
     p = subparsers.add_parser(
         "serve", help="turn a ZeroMQ 2D keypoint feed into 3D poses",
@@ -113,11 +132,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--curve-clients", default=None, metavar="DIR",
                    help="with --curve-secret-key: only clients whose public key (*.key) is in DIR may connect")
     _model_options(p)
+    _temporal_options(p)
     p.set_defaults(func=lambda a: _call("run_serve",
         input=a.input, publish=a.publish, checkpoint=a.checkpoint, lossless=a.lossless, device=a.device,
         precision=a.precision, max_streams=a.max_streams, single_frame=a.single_frame, max_frames=a.frames,
         duration=a.duration, threads=a.threads, allow_remote=a.allow_remote,
-        curve_secret_key=a.curve_secret_key, curve_clients=a.curve_clients))
+        curve_secret_key=a.curve_secret_key, curve_clients=a.curve_clients, **_temporal_kwargs(a)))
 
     p = subparsers.add_parser(
         "video", help="lift a whole video offline to an npz (and optionally render it)",
@@ -130,14 +150,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="video file")
     p.add_argument("--out", required=True, metavar="OUT.npz", help="output npz")
     p.add_argument("--render", default=None, metavar="OUT.mp4", help="also write an animation (.mp4 or .gif)")
-    p.add_argument("--model", choices=("causal", "full"), default="causal",
-                   help="shipped model to use when --checkpoint is not given (default causal)")
+    p.add_argument("--model", choices=("causal", "full"), default=None,
+                   help="shipped model to use when --checkpoint is not given (causal = --lookahead 0, "
+                        "full = the full-context look-ahead; default: --lookahead's default)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="only the first N frames")
     _verbose_option(p)
     _model_options(p)
+    _temporal_options(p)
     p.set_defaults(func=lambda a: _call("run_video",
         a.file, out=a.out, render=a.render, model=a.model, checkpoint=a.checkpoint, device=a.device,
-        max_frames=a.frames, precision=a.precision, threads=a.threads, verbose=a.verbose))
+        max_frames=a.frames, precision=a.precision, threads=a.threads, verbose=a.verbose, **_temporal_kwargs(a)))
 
     p = subparsers.add_parser(
         "listen", help="example consumer: print the 3D poses a publisher sends",
