@@ -30,7 +30,7 @@ def _model_options(p: argparse.ArgumentParser, precision: bool = True) -> None:
 def _temporal_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lookahead", type=int, default=None, metavar="F",
                    help="use the shipped model that sees F future frames (live latency F frames): 0 causal, "
-                        "121 full-context, others as 'poselift info' lists (default: causal)")
+                        "121 full-context, others as 'poselift info' lists (default: 0 live, 121 for video)")
     p.add_argument("--smooth", action="store_true",
                    help="causal One-Euro filter on the output joints (less jitter, a little lag; off by default)")
     p.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ",
@@ -145,14 +145,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "filling and lifting loop as webcam/serve (flushed at the end, so a symmetric model "
                     "completes every frame) and save poses3d (T,17,3) metres, keypoints2d (T,17,2) pixels, "
                     "frames and valid flags.",
-        epilog="example:\n  poselift video clip.mp4 --out clip_3d.npz --render clip_3d.mp4 --model full",
+        epilog="examples:\n  poselift video clip.mp4 --out clip_3d.npz --render clip_3d.mp4   # full-context model\n"
+               "  poselift video clip.mp4 --out clip_3d.npz --lookahead 0 --smooth   # what live use gives",
         formatter_class=_FMT)
     p.add_argument("file", help="video file")
     p.add_argument("--out", required=True, metavar="OUT.npz", help="output npz")
     p.add_argument("--render", default=None, metavar="OUT.mp4", help="also write an animation (.mp4 or .gif)")
     p.add_argument("--model", choices=("causal", "full"), default=None,
                    help="shipped model to use when --checkpoint is not given (causal = --lookahead 0, "
-                        "full = the full-context look-ahead; default: --lookahead's default)")
+                        "full = the full-context look-ahead; default: full, latency does not matter offline)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="only the first N frames")
     _verbose_option(p)
     _model_options(p)

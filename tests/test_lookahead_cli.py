@@ -137,3 +137,23 @@ def test_info_lists_the_shipped_lookaheads(weights, capsys):
     assert json.loads(capsys.readouterr().out)["shipped_lookaheads"] == {
         "0": str(weights / "causal.pt"), "2": str(weights / "lookahead5.pt"), "7": str(weights / "lookahead7.pt"),
         "13": str(weights / "full.pt")}
+
+
+def test_defaults_causal_live_and_full_context_for_offline_video(monkeypatch, tmp_path):
+    seen = []
+
+    def fake(checkpoint, name, lookahead):
+        seen.append((checkpoint, name, lookahead))
+        raise UserError("stop here")
+
+    monkeypatch.setattr(apps, "load_lookahead_model", fake)
+    for kwargs in ({}, {"model": "causal"}, {"checkpoint": "x.pt"}, {"lookahead": 3}):
+        with pytest.raises(UserError, match="stop here"):
+            apps.run_video("clip.mp4", out=str(tmp_path / "o.npz"), **kwargs)
+    assert seen == [(None, "causal", apps.DEFAULT_VIDEO_LOOKAHEAD), (None, "causal", None), ("x.pt", "causal", None),
+                    (None, "causal", 3)]
+    assert (apps.DEFAULT_VIDEO_LOOKAHEAD, apps.DEFAULT_LIVE_LOOKAHEAD) == (121, 0)
+    seen.clear()
+    with pytest.raises(UserError, match="stop here"):
+        apps.run_serve(device="cpu")
+    assert seen == [(None, "causal", None)]  # live: the causal model (DEFAULT_LIVE_LOOKAHEAD = 0)

@@ -37,7 +37,8 @@ def detect(path: Path) -> tuple[list, float]:
 
 
 def main(out: str, models: dict[str, str]) -> None:
-    results: dict[str, dict[str, float]] = {}
+    # merged into OUT.json if it exists: models can be added run by run
+    results: dict[str, dict[str, float]] = json.loads(Path(out).read_text()) if Path(out).exists() else {}
     cache = Path(out).with_suffix(".frames.pkl")
     import pickle
 
