@@ -114,7 +114,8 @@ def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_stre
 
 def describe_model(ckpt, engine: LiftEngine) -> str:
     cfg = ckpt.model.config
-    kind = "causal" if cfg.causal else f"symmetric, {engine.latency_frames} frames of look-ahead"
+    kind = ("causal" if cfg.causal else f"{'symmetric, ' if cfg.symmetric else ''}"
+            f"{engine.latency_frames} frames of look-ahead")
     traj = ", with trajectory" if ckpt.trajectory_model is not None else ""
     return f"{Path(ckpt.path).name} (receptive field {cfg.receptive_field}, {kind}{traj}) on {engine.device}"
 
