@@ -146,7 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "completes every frame) and save poses3d (T,17,3) metres, keypoints2d (T,17,2) pixels, "
                     "frames and valid flags.",
         epilog="examples:\n  poselift video clip.mp4 --out clip_3d.npz --render clip_3d.mp4   # full-context model\n"
-               "  poselift video clip.mp4 --out clip_3d.npz --lookahead 0 --smooth   # what live use gives",
+               "  poselift video clip.mp4 --out clip_3d.npz --lookahead 0 --smooth   # as live with --smooth",
         formatter_class=_FMT)
     p.add_argument("file", help="video file")
     p.add_argument("--out", required=True, metavar="OUT.npz", help="output npz")
