@@ -8,11 +8,12 @@ F = 0 with the identical procedure is the control: does the fine-tune itself cos
 Recipe (chosen not to cost clean accuracy, /work/notes-train.md part 5): the shipped
 model's white-noise augmentation (4 px, 2 % missing joints, 0.002 swaps), no velocity loss,
 no detector noise, dropout 0 (per-frame masks jitter chunk outputs), frozen batch norm
-(small chunk batches give BN statistics far from the running ones), lr 1e-4, chunks of 16
+(small chunk batches give BN statistics far from the running ones), lr LR (default 1e-4; the
+shipped lookahead1.pt/lookahead3.pt used 3e-5, which cost less accuracy), chunks of 16
 output frames, batch 32, one body variant per take, seed 1, STEPS/50 epochs of 50 batches
 (lr x0.95 per epoch; a checkpoint per epoch; ``--resume`` is the CLI equivalent). Weights stored in fp16.
 Equivalent CLI: ``poselift train --init model/weights/causal.pt --future-frames F --channels 384
---dropout 0 --freeze-bn --lr 1e-4 --chunk 16 --batch-size 32 --variants 1 --noise-px 4
+--dropout 0 --freeze-bn --lr 3e-5 --chunk 16 --batch-size 32 --variants 1 --noise-px 4
 --missing-prob 0.02 --swap-prob 0.002 --epochs 4 --max-batches 50 --seed 1 --half --out OUT.pt``.
 """
 

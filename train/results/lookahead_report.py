@@ -2,9 +2,9 @@
 
 ``python train/results/lookahead_report.py [--measure-step] [--plot train/results/lookahead.png]``
 reads the evaluation JSONs in train/results (``poselift eval CKPT --data ../shared/data/mocap/cmu
---subjects 09,12,94 [--detector-noise 1] --json ...``): ``eval_<model>_clean.json`` and
-``eval_<model>_det1.json`` for models causal (F=0), lookahead1/3/7, full (F=121), single_frame,
-and ``lookahead_jitter.json`` (train/results/lookahead_jitter.py). Real-time latency at 30 fps
+--subjects 09,12,94 [--detector-noise 1] --json ...``): ``eval_<stem>_clean.json`` and
+``eval_<stem>_det1.json`` (stems in MODELS and UNSHIPPED below), and ``lookahead_jitter.json``
+(train/results/lookahead_jitter.py, keys = stems, ``+smooth`` with the One-Euro stage). Real-time latency at 30 fps
 = F / 30 s + the measured streaming step time (``lookahead_step_ms.json``, written by
 ``--measure-step``: median of 300 single-stream steps, 1 torch thread, this machine).
 Prints the markdown table.
@@ -19,9 +19,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 WEIGHTS = HERE.parents[1] / "model" / "weights"
-MODELS = [("causal", 0), ("finetune_control_F0", 0), ("lookahead1", 1), ("lookahead3", 3), ("lookahead7", 7),
-          ("full", 121), ("single_frame", None)]
-SHIPPED = {"causal", "lookahead3", "full", "single_frame"}  # lookahead1/7 and the control: measured, not shipped
+# (label, F, stem): eval_<stem>_{clean,det1}.json and the jitter key <stem>. ft_lr<LR>_F<F>:
+# the causal model fine-tuned 200 steps to look-ahead F (finetune_lookahead.py F OUT 200 LR).
+MODELS = [("causal", 0, "causal"), ("lookahead1", 1, "ft_lr3e-5_F1"), ("lookahead3", 3, "ft_lr3e-5_F3"),
+          ("full", 121, "full"), ("single_frame", None, "single_frame")]
+UNSHIPPED = [(f"lr {lr}, F={f}", f, f"ft_lr{lr}_F{f}") for lr in ("1e-4", "3e-5") for f in (0, 1, 3, 7)]
 
 
 def measure_step_ms(checkpoint: Path, steps: int = 300) -> float:
@@ -48,32 +50,34 @@ def load(name: str, kind: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def rows() -> list[dict]:
+def rows(models=None) -> list[dict]:
     step = json.loads((HERE / "lookahead_step_ms.json").read_text()) if (HERE / "lookahead_step_ms.json").exists() else {}
     jitter = json.loads((HERE / "lookahead_jitter.json").read_text()) if (HERE / "lookahead_jitter.json").exists() else {}
     out = []
-    for name, future in MODELS:
-        clean, det = load(name, "clean"), load(name, "det1")
+    for label, future, stem in (MODELS if models is None else models):
+        clean, det = load(stem, "clean"), load(stem, "det1")
         if clean is None:
             continue
-        key = name if name in ("single_frame", "finetune_control_F0") else f"F={future}"
-        step_ms = step.get(name, step.get("temporal"))
+        step_ms = step["single_frame"] if future is None else step["temporal"]
         out.append(dict(
-            name=name if name in SHIPPED else name + " (not shipped)", future=future, p1=clean["mpjpe"] * 1e3, p2=clean["p_mpjpe"] * 1e3, mpjve=clean["mpjve"] * 1e3,
-            det_p1=det["mpjpe"] * 1e3 if det else float("nan"), det_mpjve=det["mpjve"] * 1e3 if det else float("nan"),
-            step_ms=step_ms, latency_ms=(0 if future is None else future) * 1000 / 30 + (step_ms or 0.0),
-            jitter={v: j[key] for v, j in jitter.items() if key in j}))
+            name=label, stem=stem, future=future, p1=clean["mpjpe"] * 1e3, p2=clean["p_mpjpe"] * 1e3,
+            mpjve=clean["mpjve"] * 1e3, det_p1=det["mpjpe"] * 1e3 if det else float("nan"),
+            det_mpjve=det["mpjve"] * 1e3 if det else float("nan"), step_ms=step_ms,
+            latency_ms=(0 if future is None else future) * 1000 / 30 + step_ms,
+            jitter={v: j[stem] for v, j in jitter.items() if stem in j},
+            jitter_smooth={v: j[stem + "+smooth"] for v, j in jitter.items() if stem + "+smooth" in j}))
     return out
 
 
 def table(rs: list[dict]) -> str:
     videos = sorted({v for r in rs for v in r["jitter"]})
     head = ("| model | F (frames) | clean P1 mm | clean P2 mm | clean MPJVE | det. S=1 P1 | det. S=1 MPJVE | "
-            "latency @30 fps ms | " + " | ".join(f"jitter {v}" for v in videos) + " |")
+            "latency @30 fps ms | " + " | ".join(f"jitter {v} (+ --smooth)" for v in videos) + " |")
     lines = [head, "|" + "---|" * (8 + len(videos))]
     for r in rs:
         f = "-" if r["future"] is None else str(r["future"])
-        jit = " | ".join(f"{r['jitter'][v]:.4f}" if v in r["jitter"] else "-" for v in videos)
+        jit = " | ".join((f"{r['jitter'][v]:.4f}" if v in r["jitter"] else "-")
+                         + (f" ({r['jitter_smooth'][v]:.4f})" if v in r["jitter_smooth"] else "") for v in videos)
         lines.append(f"| {r['name']} | {f} | {r['p1']:.1f} | {r['p2']:.1f} | {r['mpjve']:.2f} | {r['det_p1']:.1f} | "
                      f"{r['det_mpjve']:.2f} | {r['latency_ms']:.1f} | {jit} |")
     return "\n".join(lines)
@@ -85,21 +89,23 @@ def plot(rs: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    temporal = [r for r in rs if r["future"] is not None and "control" not in r["name"]]
-    control = next((r for r in rs if "control" in r["name"]), None)
+    temporal = [r for r in rs if r["future"] is not None]
+    extra = rows(UNSHIPPED)
     single = next((r for r in rs if r["future"] is None), None)
     xs = [r["future"] for r in temporal]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     for ax, key, label in ((axes[0], "p1", "clean P1 (mm)"), (axes[1], "det_mpjve", "MPJVE, detector noise S=1 (mm/frame)"),
                            (axes[2], "latency_ms", "real-time latency at 30 fps (ms)")):
-        ax.plot(xs, [r[key] for r in temporal], "o-", label="temporal (RF 243)")
+        ax.plot(xs, [r[key] for r in temporal], "o-", label="shipped temporal models (RF 243)")
         for r in temporal:
-            ax.annotate(r["name"].replace(" (not shipped)", "*"), (r["future"], r[key]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
+            ax.annotate(r["name"], (r["future"], r[key]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         if single is not None:
             ax.axhline(single[key], color="gray", ls="--", label="single-frame")
-        if control is not None:
-            ax.plot([0], [control[key]], "x", color="red", label="F=0 fine-tune control")
+        for lr, color in (("1e-4", "red"), ("3e-5", "green")):
+            pts = [r for r in extra if r["stem"].startswith(f"ft_lr{lr}_")]
+            if pts and key != "latency_ms":
+                ax.plot([r["future"] for r in pts], [r[key] for r in pts], "x:", color=color, alpha=0.7,
+                        label=f"fine-tunes lr {lr} (F=0: control)")
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xticks([0, 1, 3, 7, 121])
         ax.set_xticklabels(["0", "1", "3", "7", "121"])
@@ -108,10 +114,11 @@ def plot(rs: list[dict], path: Path) -> None:
         if key == "latency_ms":
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("validation split (CMU 09, 12, 94; 4 protocol cameras); * measured, not shipped; look-ahead models "
-                 "fine-tuned 200 CPU steps from causal", fontsize=9)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
+    fig.suptitle("validation split (CMU 09, 12, 94; 4 protocol cameras); look-ahead models: causal fine-tuned "
+                 "200 CPU steps (x: every fine-tune run)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -128,6 +135,8 @@ def main() -> None:
         print(step)
     rs = rows()
     print(table(rs))
+    print()
+    print(table(rows(UNSHIPPED)))
     if a.plot:
         plot(rs, Path(a.plot))
 
