@@ -157,3 +157,13 @@ def test_defaults_causal_live_and_full_context_for_offline_video(monkeypatch, tm
     with pytest.raises(UserError, match="stop here"):
         apps.run_serve(device="cpu")
     assert seen == [(None, "causal", None)]  # live: the causal model (DEFAULT_LIVE_LOOKAHEAD = 0)
+
+
+def test_the_real_shipped_lookaheads_hold_their_f_and_cover_the_defaults():
+    shipped = model_commands.shipped_lookaheads()
+    assert {0, 121, apps.DEFAULT_LIVE_LOOKAHEAD, apps.DEFAULT_VIDEO_LOOKAHEAD} <= set(shipped)
+    for future, path in shipped.items():
+        cfg = load_checkpoint(path).model.config
+        assert (cfg.future_frames, cfg.receptive_field, cfg.channels) == (future, 243, 384)
+        if path.stem.startswith("lookahead"):
+            assert path.stem == f"lookahead{future}"
