@@ -26,9 +26,10 @@ from .loop import PoseLoop, collect
 DEFAULT_DEMO_OUT = "poselift_demo.gif"
 # --lookahead when none is given (README "Look-ahead or smoothing?", measured on the validation
 # split and the three real videos): live commands (demo, webcam, serve) keep the causal model
-# (no look-ahead model was better on clean P1, detector-noise P1/MPJVE and real-video jitter
-# at once, and each frame of look-ahead costs 33 ms); the offline video command, where latency
-# does not matter, uses the full-context model (best P1, MPJVE and jitter of all of them).
+# (the look-ahead models' small clean-P1 gain comes mostly from their fine-tune; they are no
+# better on detector-noise P1, MPJVE or real-video jitter, and each frame costs 33 ms); the offline video command, where latency
+# does not matter, uses the full-context model (lowest MPJVE and real-video jitter of all, best
+# detector-noise P1 of the temporal models).
 DEFAULT_LIVE_LOOKAHEAD = 0
 DEFAULT_VIDEO_LOOKAHEAD = 121
 
