@@ -10,8 +10,39 @@ DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
 def default_checkpoint(name: str = "causal") -> Path:
-    """Path of a shipped model: ``causal``, ``full`` or ``single_frame``."""
+    """Path of a shipped model: ``causal``, ``full``, ``single_frame`` or ``lookaheadF``."""
     return DEFAULT_WEIGHTS_DIR / f"{name}.pt"
+
+
+def shipped_lookaheads(weights_dir: str | Path | None = None) -> dict[int, Path]:
+    """The shipped temporal models by look-ahead F (``future_frames``, the frames a
+    streaming lifter waits for): ``causal.pt`` (0), ``lookaheadF.pt`` and ``full.pt``
+    ((RF - 1) / 2). F is read from each checkpoint's config, not from its name."""
+    from .checkpoint import read_raw
+    from .config import ModelConfig
+
+    folder = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS_DIR
+    found: dict[int, Path] = {}
+    paths = [folder / "causal.pt", *sorted(folder.glob("lookahead*.pt")), folder / "full.pt"]
+    for path in paths:
+        if path.exists():
+            found.setdefault(ModelConfig.from_dict(read_raw(path)["config"]).future_frames, path)
+    return dict(sorted(found.items()))
+
+
+def describe_lookaheads(models: dict[int, Path]) -> str:
+    """``0 (causal.pt), 1 (lookahead1.pt), ..., 121 (full.pt)``."""
+    return ", ".join(f"{f} ({p.name})" for f, p in models.items()) or "none"
+
+
+def lookahead_checkpoint(future_frames: int, weights_dir: str | Path | None = None) -> Path:
+    """The shipped model with ``future_frames`` of look-ahead; ValueError (one line,
+    listing the available F) if there is none."""
+    models = shipped_lookaheads(weights_dir)
+    if future_frames not in models:
+        raise ValueError(f"no shipped model with --lookahead {future_frames}; available: "
+                         f"{describe_lookaheads(models)}")
+    return models[future_frames]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,5 +96,11 @@ def run_info(args: argparse.Namespace) -> int:
 
     path = args.checkpoint or default_checkpoint()
     info = read_checkpoint_info(path)
-    print(json.dumps(info, indent=2, default=str) if args.json else format_info(info))
+    if args.checkpoint is None:  # also list the shipped models that --lookahead F selects
+        info["shipped_lookaheads"] = {str(f): str(p) for f, p in shipped_lookaheads().items()}
+    text = format_info(info)
+    if args.checkpoint is None:
+        text += ("\nshipped --lookahead F (frames of latency) for serve/webcam/demo/video: "
+                 + describe_lookaheads(shipped_lookaheads()))
+    print(json.dumps(info, indent=2, default=str) if args.json else text)
     return 0

@@ -24,6 +24,14 @@ from .gapfill import GapPolicy
 from .loop import PoseLoop, collect
 
 DEFAULT_DEMO_OUT = "poselift_demo.gif"
+# --lookahead when none is given (README "Look-ahead or smoothing?", measured on the validation
+# split and the three real videos): live commands (demo, webcam, serve) keep the causal model
+# (the look-ahead models' small clean-P1 gain comes mostly from their fine-tune; they are no
+# better on detector-noise P1, MPJVE or real-video jitter, and each frame costs 33 ms); the offline video command, where latency
+# does not matter, uses the full-context model (lowest MPJVE and real-video jitter of all, best
+# detector-noise P1 of the temporal models).
+DEFAULT_LIVE_LOOKAHEAD = 0
+DEFAULT_VIDEO_LOOKAHEAD = 121
 
 
 # ---------------------------------------------------------------------------- shared
@@ -42,6 +50,37 @@ def load_model(checkpoint: str | Path | None = None, name: str = "causal"):
         return load_checkpoint(path)
     except CheckpointError as exc:
         raise UserError(str(exc)) from None
+
+
+def load_lookahead_model(checkpoint: str | Path | None = None, name: str = "causal", lookahead: int | None = None):
+    """``--lookahead F``: the shipped model with F frames of look-ahead (0 causal, 121 the
+    full-context model; the live latency is F frames); None: ``load_model(checkpoint, name)``."""
+    if lookahead is None and not checkpoint and name == "causal" and DEFAULT_LIVE_LOOKAHEAD:
+        lookahead = DEFAULT_LIVE_LOOKAHEAD
+    if lookahead is None:
+        return load_model(checkpoint, name)
+    if checkpoint:
+        raise UserError("--lookahead selects a shipped model; give either --lookahead or --checkpoint")
+    from poselift.model.commands import lookahead_checkpoint
+
+    try:
+        return load_model(lookahead_checkpoint(lookahead))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def smoothing_stages(engine: LiftEngine, fps: float, smooth: bool = False, min_cutoff: float = 1.0,
+                     beta: float = 0.5) -> list:
+    """``--smooth``: the causal One-Euro stage (stream.smoothing.SmoothingStage) as a PoseLoop
+    stage list (empty when off). It goes before the motion stage."""
+    if not smooth:
+        return []
+    from .smoothing import SmoothingStage
+
+    try:
+        return [SmoothingStage(fps, min_cutoff=min_cutoff, beta=beta, engine=engine)]
+    except ValueError as exc:
+        raise UserError(f"--smooth: {exc}") from None
 
 
 def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_streams: int = 1,
@@ -108,7 +147,8 @@ def _open_vmc(vmc: str | None, allow_remote: bool, raw: bool):
 
 def describe_model(ckpt, engine: LiftEngine) -> str:
     cfg = ckpt.model.config
-    kind = "causal" if cfg.causal else f"symmetric, {engine.latency_frames} frames of look-ahead"
+    kind = ("causal" if cfg.causal else f"{'symmetric, ' if cfg.symmetric else ''}"
+            f"{engine.latency_frames} frames of look-ahead")
     traj = ", with trajectory" if ckpt.trajectory_model is not None else ""
     return f"{Path(ckpt.path).name} (receptive field {cfg.receptive_field}, {kind}{traj}) on {engine.device}"
 
@@ -157,7 +197,8 @@ def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = 
              out: str | Path | None = DEFAULT_DEMO_OUT, publish: str | None = "tcp://127.0.0.1:5556",
              frames: int | None = None, render_frames: int = 90, device: str = "auto", precision: str = "fp32",
              realtime: bool = False, threads: int | None = 1, allow_remote: bool = False, raw: bool = False,
-             vmc: str | None = None) -> dict[str, Any]:
+             vmc: str | None = None, lookahead: int | None = None, smooth: bool = False,
+             smooth_min_cutoff: float = 1.0, smooth_beta: float = 0.5) -> dict[str, Any]:
     """Replay a recorded 2D clip through the streaming model, publish it, render it.
 
     Needs no camera and no peer: poses go out on a PUB socket (``publish``; watch with
@@ -177,7 +218,7 @@ def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = 
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
     vmc_sender = _open_vmc(vmc, allow_remote, raw)
-    ckpt = load_model(checkpoint, "causal")
+    ckpt = load_lookahead_model(checkpoint, "causal", lookahead)
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads)
     n = len(c.keypoints) if frames is None else max(1, min(frames, len(c.keypoints)))
     print(f"poselift demo: {n} frames of {c.source or clip_path.name} ({c.width}x{c.height} px, {c.fps:g} fps)")
@@ -188,7 +229,8 @@ def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = 
         time.sleep(0.2)  # let a listener that is already waiting connect
     poses: list[PoseOut] = []
     loop = PoseLoop(engine, collect(poses, pub.send_pose if pub is not None else None),
-                    stages=motion_stages(engine, raw=raw, vmc=vmc_sender))
+                    stages=[*smoothing_stages(engine, c.fps, smooth, smooth_min_cutoff, smooth_beta),
+                            *motion_stages(engine, raw=raw, vmc=vmc_sender)])
     latencies = loop.latencies_ms
     t0 = time.perf_counter()
     try:
@@ -233,7 +275,9 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
               max_frames: int | None = None, duration: float | None = None,
               policy: GapPolicy | None = None, threads: int | None = 1,
               allow_remote: bool = False, curve_secret_key: str | None = None,
-              curve_clients: str | None = None, raw: bool = False, vmc: str | None = None) -> dict[str, Any]:
+              curve_clients: str | None = None, raw: bool = False, vmc: str | None = None,
+              lookahead: int | None = None, smooth: bool = False, smooth_min_cutoff: float = 1.0,
+              smooth_beta: float = 0.5) -> dict[str, Any]:
     """Turn a ZeroMQ 2D feed into 3D poses until Ctrl-C/SIGTERM (or ``max_frames``/``duration``).
 
     The first SIGINT or SIGTERM stops it cleanly: queued frames are lifted, pending poses
@@ -246,7 +290,7 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
     from .service import PoseServer
 
     vmc_sender = _open_vmc(vmc, allow_remote, raw)
-    ckpt = load_model(checkpoint, "causal")
+    ckpt = load_lookahead_model(checkpoint, "causal", lookahead)
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=max_streams, policy=policy,
                          threads=threads)
     try:
@@ -254,6 +298,7 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
                             allow_remote=allow_remote, curve_secret_key=curve_secret_key,
                             curve_clients=curve_clients,
                             stages=[FrameRateCheck(getattr(ckpt, "fps", 30.0)),
+                                    *smoothing_stages(engine, ckpt.fps, smooth, smooth_min_cutoff, smooth_beta),
                                     *motion_stages(engine, raw=raw, vmc=vmc_sender)])
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
@@ -298,7 +343,8 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
                publish: str | None = None, window: bool = True, device: str = "auto", precision: str = "fp32",
                max_frames: int | None = None, stream: str = "cam0", threads: int | None = 1,
                allow_remote: bool = False, verbose: bool = False, raw: bool = False,
-               vmc: str | None = None, fov: float | None = None) -> dict[str, Any]:
+               vmc: str | None = None, fov: float | None = None, lookahead: int | None = None,
+               smooth: bool = False, smooth_min_cutoff: float = 1.0, smooth_beta: float = 0.5) -> dict[str, Any]:
     """Camera (or video file) -> MediaPipe -> streaming lifter, with a live window and
     optional publishing. Latency is measured from frame capture (before detection) to
     the lifted pose."""
@@ -309,7 +355,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
     if window and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise UserError("no display found (DISPLAY is not set); use --no-window to run headless")
     vmc_sender = _open_vmc(vmc, allow_remote, raw)
-    ckpt = load_model(checkpoint, "causal")
+    ckpt = load_lookahead_model(checkpoint, "causal", lookahead)
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads, fov=fov)
     try:
         src = VideoSource(video if video else camera, stream=stream, max_frames=max_frames, verbose=verbose)
@@ -322,7 +368,8 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
     if pub is not None:
         print(f"publishing on {pub.endpoint} (topic pose3d.{stream})")
     loop = PoseLoop(engine, pub.send_pose if pub is not None else None,
-                    stages=motion_stages(engine, raw=raw, vmc=vmc_sender))
+                    stages=[*smoothing_stages(engine, src.fps or ckpt.fps, smooth, smooth_min_cutoff, smooth_beta),
+                            *motion_stages(engine, raw=raw, vmc=vmc_sender)])
     latencies = loop.latencies_ms
     n = 0
     t0 = time.perf_counter()
@@ -384,7 +431,8 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
 
 
 # ----------------------------------------------------------------------------- video
-def video_arrays(frames: list, engine: LiftEngine, *, raw: bool = False) -> dict[str, Any]:
+def video_arrays(frames: list, engine: LiftEngine, *, raw: bool = False,
+                 stages: list | tuple = ()) -> dict[str, Any]:
     """The offline ``video`` path without the detector: the frames (one stream, frame
     numbers 0..T-1) go through the same :class:`stream.loop.PoseLoop` as the live path,
     then the stream is flushed. Returns the arrays ``run_video`` saves (except fps and the
@@ -401,7 +449,7 @@ def video_arrays(frames: list, engine: LiftEngine, *, raw: bool = False) -> dict
     from .intake import frame_to_model_input
 
     poses: list[PoseOut] = []
-    loop = PoseLoop(engine, collect(poses), stages=motion_stages(engine, raw=raw))
+    loop = PoseLoop(engine, collect(poses), stages=[*stages, *motion_stages(engine, raw=raw)])
     detected = []
     for f in frames:
         detected.append(denormalize_screen(frame_to_model_input(f, engine.policy.min_confidence), f.width, f.height))
@@ -440,11 +488,13 @@ def motion_arrays(poses: list) -> dict[str, np.ndarray]:
         motion_valid=np.array([m.valid for m in motion]))
 
 
-def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = None, model: str = "causal",
+def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = None, model: str | None = None,
               checkpoint: str | Path | None = None, device: str = "auto", max_frames: int | None = None,
               policy: GapPolicy | None = None, precision: str = "fp32", threads: int | None = 1,
               verbose: bool = False, raw: bool = False, bvh: str | Path | None = None,
-              vmc: str | None = None, allow_remote: bool = False, fov: float | None = None) -> dict[str, Any]:
+              vmc: str | None = None, allow_remote: bool = False, fov: float | None = None,
+              lookahead: int | None = None, smooth: bool = False, smooth_min_cutoff: float = 1.0,
+              smooth_beta: float = 0.5) -> dict[str, Any]:
     """Offline lifting of a whole video: MediaPipe on every frame, then the same intake
     (layout, normalisation, gap filling) and lifting loop as ``webcam``/``serve``, with the
     stream flushed at the end, so every frame gets the pose and validity flag the live path
@@ -464,6 +514,12 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
     from .outputs import check_writable
     from .sources import VideoSource
 
+    if model is not None and lookahead is not None:
+        raise UserError("give either --model or --lookahead (--model causal is --lookahead 0, full is the "
+                        "full-context look-ahead)")
+    if model is None and lookahead is None and not checkpoint:
+        lookahead = DEFAULT_VIDEO_LOOKAHEAD
+    model = model or "causal"
     if model not in ("causal", "full"):
         raise UserError("--model must be causal or full")
     if Path(out).suffix != ".npz":
@@ -475,7 +531,7 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
     if bvh:
         check_writable(bvh, "--bvh")
     vmc_sender = _open_vmc(vmc, allow_remote, raw)
-    ckpt = load_model(checkpoint, model)
+    ckpt = load_lookahead_model(checkpoint, model, lookahead)
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, policy=policy, threads=threads,
                          fov=fov)
     try:
@@ -490,7 +546,8 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
         src.close()
     if not frames:
         raise UserError(f"{path}: no frames could be read")
-    arrays = video_arrays(frames, engine, raw=raw)
+    arrays = video_arrays(frames, engine, raw=raw,
+                          stages=smoothing_stages(engine, src.fps or ckpt.fps, smooth, smooth_min_cutoff, smooth_beta))
     if np.isnan(arrays["input2d"]).all():  # no frame had anything to lift
         raise UserError(f"{path}: no person was detected in any of its {len(frames)} frames")
     input2d = arrays.pop("input2d")

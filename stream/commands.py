@@ -27,6 +27,23 @@ def _model_options(p: argparse.ArgumentParser, precision: bool = True) -> None:
                        help="torch CPU threads (default 1: lowest per-frame latency for streaming)")
 
 
+def _temporal_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lookahead", type=int, default=None, metavar="F",
+                   help="use the shipped model that sees F future frames (live latency F frames): 0 causal, "
+                        "121 full-context, others as 'poselift info' lists (default: 0 live, 121 for video)")
+    p.add_argument("--smooth", action="store_true",
+                   help="causal One-Euro filter on the output joints (less jitter, a little lag; off by default)")
+    p.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ",
+                   help="One-Euro cut-off at rest, Hz (default 1.0; lower: smoother, more lag)")
+    p.add_argument("--smooth-beta", type=float, default=0.5, metavar="B",
+                   help="One-Euro speed coefficient (default 0.5; higher: less lag in fast motion, more jitter)")
+
+
+def _temporal_kwargs(a: argparse.Namespace) -> dict:
+    return dict(lookahead=a.lookahead, smooth=a.smooth, smooth_min_cutoff=a.smooth_min_cutoff,
+                smooth_beta=a.smooth_beta)
+
+
 def _allow_remote_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-remote", action="store_true",
                    help="allow binding a non-loopback address (e.g. tcp://0.0.0.0:5556); the protocol is neither "
@@ -77,10 +94,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _allow_remote_option(p)
     _motion_options(p)
     _model_options(p)
+    _temporal_options(p)
     p.set_defaults(func=lambda a: _call("run_demo",
         clip=a.clip, checkpoint=a.checkpoint, out=None if a.no_render else a.out, publish=a.publish,
         frames=a.frames, render_frames=a.render_frames, device=a.device, precision=a.precision,
-        realtime=a.realtime, threads=a.threads, allow_remote=a.allow_remote, raw=a.raw, vmc=a.vmc))
+        realtime=a.realtime, threads=a.threads, allow_remote=a.allow_remote, raw=a.raw, vmc=a.vmc, **_temporal_kwargs(a)))
 
     p = subparsers.add_parser(
         "webcam", help="live 3D from a camera or video file (MediaPipe 2D + streaming lifter)",
@@ -102,10 +120,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _motion_options(p)
     _fov_option(p)
     _model_options(p)
+    _temporal_options(p)
     p.set_defaults(func=lambda a: _call("run_webcam",
         camera=a.camera, video=a.video, checkpoint=a.checkpoint, publish=a.publish, window=not a.no_window,
         device=a.device, precision=a.precision, max_frames=a.frames, stream=a.stream, threads=a.threads,
-        allow_remote=a.allow_remote, verbose=a.verbose, raw=a.raw, vmc=a.vmc, fov=a.fov))
+        allow_remote=a.allow_remote, verbose=a.verbose, raw=a.raw, vmc=a.vmc, fov=a.fov, **_temporal_kwargs(a)))
 
     p = subparsers.add_parser(
         "serve", help="turn a ZeroMQ 2D keypoint feed into 3D poses",
@@ -133,11 +152,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --curve-secret-key: only clients whose public key (*.key) is in DIR may connect")
     _motion_options(p)
     _model_options(p)
+    _temporal_options(p)
     p.set_defaults(func=lambda a: _call("run_serve",
         input=a.input, publish=a.publish, checkpoint=a.checkpoint, lossless=a.lossless, device=a.device,
         precision=a.precision, max_streams=a.max_streams, single_frame=a.single_frame, max_frames=a.frames,
         duration=a.duration, threads=a.threads, allow_remote=a.allow_remote,
-        curve_secret_key=a.curve_secret_key, curve_clients=a.curve_clients, raw=a.raw, vmc=a.vmc))
+        curve_secret_key=a.curve_secret_key, curve_clients=a.curve_clients, raw=a.raw, vmc=a.vmc, **_temporal_kwargs(a)))
 
     p = subparsers.add_parser(
         "video", help="lift a whole video offline to an npz (and optionally render it)",
@@ -145,13 +165,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "filling and lifting loop as webcam/serve (flushed at the end, so a symmetric model "
                     "completes every frame) and save poses3d (T,17,3) metres, keypoints2d (T,17,2) pixels, "
                     "frames and valid flags.",
-        epilog="example:\n  poselift video clip.mp4 --out clip_3d.npz --render clip_3d.mp4 --model full",
+        epilog="examples:\n  poselift video clip.mp4 --out clip_3d.npz --render clip_3d.mp4   # full-context model\n"
+               "  poselift video clip.mp4 --out clip_3d.npz --lookahead 0 --smooth   # as live with --smooth",
         formatter_class=_FMT)
     p.add_argument("file", help="video file")
     p.add_argument("--out", required=True, metavar="OUT.npz", help="output npz")
     p.add_argument("--render", default=None, metavar="OUT.mp4", help="also write an animation (.mp4 or .gif)")
-    p.add_argument("--model", choices=("causal", "full"), default="causal",
-                   help="shipped model to use when --checkpoint is not given (default causal)")
+    p.add_argument("--model", choices=("causal", "full"), default=None,
+                   help="shipped model to use when --checkpoint is not given (causal = --lookahead 0, "
+                        "full = the full-context look-ahead; default: full, latency does not matter offline)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="only the first N frames")
     p.add_argument("--bvh", default=None, metavar="OUT.bvh", help="also write the motion as a BVH file")
     p.add_argument("--allow-remote", action="store_true", help="allow --vmc to a host that is not loopback")
@@ -159,10 +181,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _motion_options(p)
     _fov_option(p)
     _model_options(p)
+    _temporal_options(p)
     p.set_defaults(func=lambda a: _call("run_video",
         a.file, out=a.out, render=a.render, model=a.model, checkpoint=a.checkpoint, device=a.device,
         max_frames=a.frames, precision=a.precision, threads=a.threads, verbose=a.verbose, raw=a.raw,
-        bvh=a.bvh, vmc=a.vmc, allow_remote=a.allow_remote, fov=a.fov))
+        bvh=a.bvh, vmc=a.vmc, allow_remote=a.allow_remote, fov=a.fov, **_temporal_kwargs(a)))
 
     p = subparsers.add_parser(
         "listen", help="example consumer: print the 3D poses a publisher sends",

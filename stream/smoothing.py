@@ -113,3 +113,58 @@ def smooth_sequence(poses: np.ndarray, fps: float, *, min_cutoff: float = 1.0, b
     for i in range(poses.shape[0]):
         out[i] = f(poses[i:i + 1], valid=None if valid is None else valid[i:i + 1])[0]
     return out
+
+
+class SmoothingStage:
+    """:class:`stream.loop.PoseLoop` stage: causal One-Euro smoothing of each stream's joints.
+
+    Each stream has its own filter state, forgotten whenever the engine starts the stream
+    over (``PoseOut.epoch`` changes: reset, restart, gap, eviction, end then a new stream of
+    the same id) and dropped once the engine (if given) no longer holds the stream. Invalid
+    poses pass through unchanged and do not touch the state. Time is ``frame / fps`` (frame
+    numbers are monotonic within an epoch; gaps lengthen the step). It changes
+    ``PoseOut.joints`` in place (the unsmoothed joints go to ``extras["joints_unsmoothed"]``)
+    and must run before the motion stage, which should see the smoothed joints.
+
+    Args:
+        fps: frame rate of the streams (the model's).
+        min_cutoff, beta, d_cutoff: the filter's parameters (:class:`OneEuroFilter`).
+        engine: the loop's :class:`stream.engine.LiftEngine`, to drop ended streams (None: an
+            LRU of ``max_streams`` streams bounds the state instead).
+    """
+
+    def __init__(self, fps: float, *, min_cutoff: float = 1.0, beta: float = 0.5, d_cutoff: float = 1.0,
+                 engine: object | None = None, max_streams: int = 1024) -> None:
+        if fps <= 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        OneEuroFilter(1, min_cutoff=min_cutoff, beta=beta, d_cutoff=d_cutoff)  # validates the parameters
+        self.fps, self.min_cutoff, self.beta, self.d_cutoff = float(fps), min_cutoff, beta, d_cutoff
+        self.engine = engine
+        self.max_streams = max_streams
+        self._state: dict[str, tuple[object, OneEuroFilter]] = {}  # stream -> (epoch, filter), LRU order
+
+    def _filter(self, stream: str, epoch: object) -> OneEuroFilter:
+        entry = self._state.pop(stream, None)
+        if entry is None or entry[0] != epoch:
+            entry = (epoch, OneEuroFilter(1, min_cutoff=self.min_cutoff, beta=self.beta, d_cutoff=self.d_cutoff))
+        self._state[stream] = entry  # most recently used last
+        if len(self._state) > self.max_streams:
+            del self._state[next(iter(self._state))]
+        return entry[1]
+
+    def forget(self, stream: str) -> None:
+        """Drop a stream's filter state."""
+        self._state.pop(stream, None)
+
+    def __call__(self, poses: list) -> list:
+        for p in poses:
+            if not p.valid:
+                continue
+            f = self._filter(p.stream, getattr(p, "epoch", 0))
+            raw = np.asarray(p.joints)
+            p.extras["joints_unsmoothed"] = raw
+            p.joints = f(raw[None], t=[p.frame / self.fps])[0].astype(raw.dtype)
+        if self.engine is not None and len(self._state) > len(self.engine.streams):
+            for name in [s for s in self._state if s not in self.engine.streams]:
+                self.forget(name)
+        return poses

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", type=_widths, default=(3, 3, 3, 3, 3), help="filter widths, e.g. 3,3,3 (RF 27)")
     p.add_argument("--causal", action="store_true", help="causal model (for live use); default full-context")
     p.add_argument("--channels", type=int, default=1024)
+    p.add_argument("--future-frames", type=int, default=None, metavar="F",
+                   help="look-ahead: each output frame also sees F later frames (live latency F frames); "
+                        "0 = causal, (RF-1)/2 = full-context; overrides --causal")
     p.add_argument("--dropout", type=float, default=0.25)
     p.add_argument("--fps", type=float, default=30.0, help="frame rate to train at (stored in the checkpoint)")
     p.add_argument("--epochs", type=int, default=10)
@@ -118,7 +121,7 @@ def run_train(args: argparse.Namespace) -> int:
         labeled_subjects=args.labeled, warmup_epochs=args.warmup_epochs, half_weights=args.half,
         detector_noise=args.detector_noise, velocity_loss_weight=args.velocity_weight,
         acceleration_loss_weight=args.acceleration_weight, val_detector_noise=args.val_detector_noise,
-        init_from=args.init, freeze_batch_norm=args.freeze_bn, **kwargs)
+        init_from=args.init, freeze_batch_norm=args.freeze_bn, future_frames=args.future_frames, **kwargs)
     result = train(config, args.out, resume=args.resume, device=args.device)
     if result.interrupted:
         return 130

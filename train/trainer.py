@@ -85,6 +85,12 @@ class TrainConfig:
     init_from: str = ""  # fine-tune: start from this checkpoint's weights (same architecture)
     freeze_batch_norm: bool = False  # keep BN running statistics fixed (small-batch fine-tuning)
     half_weights: bool = False  # store the final model checkpoint in fp16
+    future_frames: int | None = None  # look-ahead F (frames after the output frame); None: 0 if causal else (RF-1)/2
+
+    def __post_init__(self) -> None:
+        if self.future_frames is not None:  # F decides causality; keep the two fields consistent
+            self.future_frames = int(self.future_frames)
+            self.causal = self.future_frames == 0
 
     def corruption(self) -> Corruption:
         """The training corruption: the white-noise model plus, if set, the detector model
@@ -94,7 +100,7 @@ class TrainConfig:
 
     def model_config(self, joints_out: int = 17) -> ModelConfig:
         return ModelConfig(filter_widths=tuple(self.filter_widths), causal=self.causal, channels=self.channels,
-                           dropout=self.dropout, num_joints_out=joints_out)
+                           dropout=self.dropout, num_joints_out=joints_out, future_frames=self.future_frames)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -191,9 +197,12 @@ class Trainer:
         from poselift.model import load_checkpoint
 
         loaded = load_checkpoint(path).model
-        if dataclasses.replace(loaded.config, dropout=self.model.config.dropout) != self.model.config:
+        # dropout and look-ahead may differ: every future_frames variant has the same parameter shapes
+        # (ModelConfig.with_future_frames), so a causal model is a starting point for a look-ahead one
+        mine = self.model.config
+        if loaded.config.with_future_frames(mine.future_frames) != dataclasses.replace(mine, dropout=loaded.config.dropout):
             raise ValueError(f"{path}: its architecture {loaded.config} differs from the configured "
-                             f"{self.model.config}; pass the same --arch/--channels/--causal (dropout may differ)")
+                             f"{mine}; pass the same --arch/--channels (dropout and --future-frames may differ)")
         self.model.load_state_dict({k: v.to(self.device) for k, v in loaded.state_dict().items()})
 
     # ------------------------------------------------------------------ forward
