@@ -82,11 +82,17 @@ def test_serve_loads_the_lookahead_model_and_installs_the_smoothing_stage(weight
     with pytest.raises(UserError, match="stop here"):
         apps.run_serve(lookahead=7, smooth=True, smooth_min_cutoff=2.0, device="cpu")
     assert got["engine"].latency_frames == 7
-    (stage,) = got["stages"]
+    from poselift.stream.motion_wire import MotionWire
+    from poselift.stream.smoothing import SmoothingStage
+
+    kinds = [type(s) for s in got["stages"]]
+    (stage,) = [s for s in got["stages"] if isinstance(s, SmoothingStage)]
     assert (stage.min_cutoff, stage.beta, stage.engine) == (2.0, 0.5, got["engine"])
+    assert kinds.index(SmoothingStage) < kinds.index(MotionWire)  # the body is fitted to the smoothed joints
     with pytest.raises(UserError, match="stop here"):
         apps.run_serve(device="cpu")
-    assert got["engine"].latency_frames == 0 and got["stages"] == []
+    assert got["engine"].latency_frames == 0
+    assert not any(isinstance(s, SmoothingStage) for s in got["stages"])  # off by default
 
 
 def test_video_refuses_model_and_lookahead_together():
