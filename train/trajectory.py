@@ -47,6 +47,7 @@ from .cameras import (CameraRanges, Corruption, corrupt_keypoints, fixed_cameras
                       project_to_pixels, world_to_camera)
 from .dataset import VALIDATION_SUBJECTS, Take, load_takes, split_takes
 from .generators import Batch, WindowSampler
+from .trainer import bn_momentum, state_path
 
 STATE_FORMAT = "poselift-root-training-state"
 ROOT_CAMERA_RANGES = dataclasses.replace(CameraRanges(), distance=(2.0, 10.0))
@@ -116,20 +117,10 @@ def root_loss(output: torch.Tensor, q: torch.Tensor, xy_weight: float = 0.1) -> 
 
 
 # ----------------------------------------------------------------------------- training
-def _bn_momentum(cfg: RootTrainConfig, epoch: int) -> float:
-    if cfg.epochs <= 1:
-        return cfg.bn_momentum_start
-    return cfg.bn_momentum_start * (cfg.bn_momentum_end / cfg.bn_momentum_start) ** (epoch / (cfg.epochs - 1))
-
-
 def _seed_epoch(cfg: RootTrainConfig, epoch: int, device: torch.device) -> torch.Generator:
     seed = cfg.seed * 100_003 + epoch + 7
     torch.manual_seed(seed)
     return torch.Generator(device=device).manual_seed(seed)
-
-
-def state_path(out: Path) -> Path:
-    return out.with_name(out.name + ".state.pt")
 
 
 class RootTrainer:
@@ -163,7 +154,7 @@ class RootTrainer:
         lr = cfg.lr * cfg.lr_decay ** self.epoch
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        momentum = _bn_momentum(cfg, self.epoch)
+        momentum = bn_momentum(cfg, self.epoch)
         self.model.set_bn_momentum(momentum)
         self.model.train()
         net = self.model.strided_twin()
