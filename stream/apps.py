@@ -388,13 +388,13 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
                 last = loop.last
                 fps = n / max(time.perf_counter() - t0, 1e-9)
                 if view is None:  # the same composed view as `video --render`
-                    from .render import BodyConformer, FrameRenderer
+                    from .render import FrameRenderer
 
-                    view, conformer = FrameRenderer(), BodyConformer()
+                    view = FrameRenderer()
                 kp = (denormalize_screen(last.input2d, f.width, f.height)
                       if last is not None and last.input2d is not None else np.full((17, 2), np.nan))
                 sure = ~np.isin(np.arange(17), last.filled if last is not None else [])
-                joints = (conformer(last.joints, True) if last is not None and last.valid else None)
+                joints = last.joints if last is not None and last.valid else None  # consistent unless --raw
                 image = view.render(bgr, kp, sure, joints, last.root if last is not None else None,
                                     label=f"{fps:.1f} FPS  latency {latencies[-1] if latencies else 0:.0f} ms")
                 try:
@@ -561,12 +561,11 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
     result: dict[str, Any] = {"frames": n, "valid": n_valid, "out": str(out)}
     result.update(_video_motion_outputs(arrays, src.fps, bvh, vmc_sender))
     if render:
-        from .render import consistent_joints, render_video
+        from .render import render_video
 
-        # The consistent skeleton (one body per stream) and the trajectory root, over the real
-        # frames (re-read: keeping a whole decoded video in memory is too much).
-        joints = consistent_joints(arrays["poses3d"], arrays["valid"])
-        joints[~arrays["valid"]] = np.nan
+        # The published skeleton (consistent unless --raw) and the trajectory root, over the
+        # real frames (re-read: keeping a whole decoded video in memory is too much).
+        joints = np.where(arrays["valid"][:, None, None], arrays["poses3d"], np.nan)
         try:
             written, count = render_video(render, path, input2d, joints, fps=src.fps, confidence=~arrays["filled"],
                                           root=arrays.get("trajectory"), title=Path(path).name)

@@ -285,41 +285,12 @@ class VideoRenderer:
 
 
 # -------------------------------------------------------------------------- sequences
-class BodyConformer:
-    """Makes one stream's poses consistent with one body estimated online from them, as the
-    motion stage does live (:class:`poselift.model.body.BodyEstimator` + ``conform``); a
-    stand-in for renderings that are not given the stage's joints. Call in frame order."""
-
-    def __init__(self) -> None:
-        from poselift.model.body import BodyEstimator
-
-        self.body = BodyEstimator(1)
-
-    def __call__(self, joints: np.ndarray, valid: bool = True) -> np.ndarray:
-        """(17, 3) joints -> (17, 3) consistent joints (as given when not valid or no body yet)."""
-        from poselift.model.body import conform
-
-        pose = np.asarray(joints, dtype=np.float64)[None]
-        lengths = self.body.update(pose, np.array([valid])).lengths
-        if valid and np.isfinite(pose).all() and np.isfinite(lengths).all():
-            return conform(pose, lengths)[0]
-        return pose[0].copy()
-
-
-def consistent_joints(poses3d: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """(T, 17, 3) poses of one stream made consistent (see :class:`BodyConformer`); frames
-    that are not ``valid`` (T,) are returned as they are."""
-    poses = np.asarray(poses3d, dtype=np.float64)
-    valid = np.ones(len(poses), bool) if valid is None else np.asarray(valid, dtype=bool)
-    conformer = BodyConformer()
-    return np.stack([conformer(p, bool(v)) for p, v in zip(poses, valid)]) if len(poses) else poses.copy()
-
-
 def pose_arrays(poses: list, width: int, height: int, keypoints2d: np.ndarray | None = None) -> dict[str, np.ndarray | None]:
     """Per-frame arrays for :func:`render_sequence` from the loop's poses in frame order
     (:class:`~stream.engine.PoseOut` or None for a frame without one): ``keypoints2d`` the
     model's filled input in pixels (else the given detections), ``confidence`` False where a
-    joint was filled in, ``joints3d`` consistent (NaN where not valid), ``root`` (or None
+    joint was filled in, ``joints3d`` as the loop delivered them (the motion stage's
+    consistent joints unless it was turned off; NaN where not valid), ``root`` (or None
     when no pose has one)."""
     from poselift.model.normalization import denormalize_screen
 
@@ -340,8 +311,6 @@ def pose_arrays(poses: list, width: int, height: int, keypoints2d: np.ndarray | 
             joints[t] = p.joints
         if p.root is not None:
             root[t] = p.root
-    joints = consistent_joints(np.where(valid[:, None, None], joints, 0.0), valid)
-    joints[~valid] = np.nan
     has_root = np.isfinite(root).all(axis=1).any()
     return {"keypoints2d": kp, "confidence": sure, "joints3d": joints, "root": root if has_root else None}
 
