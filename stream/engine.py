@@ -28,7 +28,7 @@ from poselift.model import StreamingLifter
 from poselift.model.skeleton import model_input_index
 
 from .gapfill import NUM_JOINTS, GapPolicy
-from .intake import Empty, Intake, Meta, Reset, Step, frame_to_model_input  # noqa: F401  (re-exported)
+from .intake import Intake, Meta, Reset, Step
 from .protocol import Frame2D, ProtocolError
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import zmq
 
 from .engine import Event, LiftEngine, PoseOut
-from .loop import LATENCY_WINDOW, PoseLoop, Stage  # noqa: F401  (LATENCY_WINDOW re-exported)
+from .loop import PoseLoop, Stage
 from .protocol import (
     STATUS_TOPIC,
     Frame2D,
@@ -39,18 +39,7 @@ from .protocol import (
     pose_topic,
     skeleton_map,
 )
-
-from .transport import (  # noqa: F401  (re-exported: older code imports them from here)
-    DEFAULT_INPUT,
-    DEFAULT_PUBLISH,
-    MAXMSGSIZE,
-    bind,
-    curve_client,
-    curve_server,
-    generate_keys,
-    is_loopback,
-    normalize_address,
-)
+from .transport import DEFAULT_INPUT, DEFAULT_PUBLISH, MAXMSGSIZE, bind, curve_server
 
 PUB_SNDHWM = 1000    # ~30 s of one 30 fps stream buffered per slow subscriber, then drop
 PUSH_SNDHWM = 1000   # lossless: queue this many, then block (backpressure), never drop

@@ -34,7 +34,8 @@ from poselift.model.normalization import normalize_screen
 from poselift.stream.client import KeypointSender, PoseReceiver
 from poselift.stream.engine import LiftEngine
 from poselift.stream.protocol import encode_input
-from poselift.stream.service import PoseServer, is_loopback
+from poselift.stream.service import PoseServer
+from poselift.stream.transport import is_loopback
 from tests.helpers import random_model
 from tests.reliability_helpers import ROOT, ServeProcess, drain, final_counters, pull, push, recv_all, rss_kib
 from tests.stream_helpers import HEIGHT, WIDTH, ServerThread, project, synthetic_poses, write_checkpoint, offline
@@ -455,7 +456,7 @@ def test_curve_encryption_and_client_allow_list(tmp_path):
     """serve --curve-secret-key --curve-clients: an allowed sender and consumer exchange
     poses (equal to the offline model); a consumer or sender without the keys, or with a
     key not on the list, gets nothing through and sends nothing in."""
-    from poselift.stream.service import generate_keys
+    from poselift.stream.transport import generate_keys
 
     assert zmq.has("curve")
     _, server_secret = generate_keys(str(tmp_path / "server"), "server")

@@ -81,7 +81,7 @@ def test_non_increasing_frame_is_a_restart(frame):
 
 
 def test_low_confidence_threshold_is_applied_by_the_engine_input_mapping():
-    from poselift.stream.engine import frame_to_model_input
+    from poselift.stream.intake import frame_to_model_input
     from poselift.stream.protocol import Frame2D
 
     kp = np.full((33, 2), 100.0)

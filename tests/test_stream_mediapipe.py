@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from poselift.stream.engine import LiftEngine, frame_to_model_input
+from poselift.stream.engine import LiftEngine
+from poselift.stream.intake import frame_to_model_input
 from poselift.stream.gapfill import GapFiller
 from poselift.stream.protocol import Frame2D
 from tests.helpers import random_model

@@ -13,7 +13,8 @@ from poselift.model.normalization import normalize_screen
 from poselift.stream.client import KeypointSender, PoseReceiver
 from poselift.stream.engine import LiftEngine
 from poselift.stream.protocol import MAX_MESSAGE_BYTES, Frame2D, encode_input
-from poselift.stream.service import PoseServer, normalize_address
+from poselift.stream.service import PoseServer
+from poselift.stream.transport import normalize_address
 from tests.helpers import random_model
 from tests.stream_helpers import HEIGHT, WIDTH, ServerThread, project, synthetic_poses, offline
 
