@@ -314,7 +314,7 @@ def test_pub_consumer_that_stops_reading_memory_bounded_drops_counted(tmp_path):
     tx = KeypointSender(serve.input, context=ctx)
     probe = PoseReceiver(serve.publish, status=False, context=ctx)  # a second consumer that keeps reading
     kp = project(synthetic_poses(1))[0]
-    N = 40_000
+    N = 80_000  # more than the queues between server and a stalled consumer hold (up to ~28,000, once all of 40,000)
     probe_frames: list[int] = []
     probe_msgs: list[dict] = []
     probe_stop = threading.Event()
