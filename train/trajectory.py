@@ -41,7 +41,8 @@ from tqdm import tqdm
 from poselift.model import ModelConfig, TemporalModel, lift_sequence, resolve_device
 from poselift.model.checkpoint import (FORMAT_NAME, FORMAT_VERSION, CheckpointError, atomic_torch_save,
                                        load_checkpoint, read_raw)
-from poselift.model.root import TRAJECTORY_META, depth_over_focal_from_output, root_from_depth
+from poselift.model.root import (TRAJECTORY_META, depth_over_focal_from_output, fuse_roots, root_from_depth,
+                                 root_from_pose)
 
 from .cameras import (CameraRanges, Corruption, corrupt_keypoints, fixed_cameras, normalize_pixels,
                       project_to_pixels, world_to_camera)
@@ -300,6 +301,7 @@ class RootView:
     size: tuple[int, int]
     in_view: np.ndarray  # (T,) bool: every joint in front of the camera and inside the image
     distance: float
+    pose: np.ndarray | None = None  # (T, 17, 3) the true joints, camera metres, root-relative
 
 
 def root_views(take: Take, distance: float = 6.0, cameras: int = 4, corruption: Corruption = Corruption(),
@@ -324,7 +326,8 @@ def root_views(take: Take, distance: float = 6.0, cameras: int = 4, corruption: 
         inside = ((clean[0, ..., 0] >= 0) & (clean[0, ..., 0] <= w) & (clean[0, ..., 1] >= 0) & (clean[0, ..., 1] <= h)
                   & (cam[0, ..., 2] > 0.5)).all(dim=1)
         views.append(RootView(f"{take.name}@{c}", normalize_pixels(px, cams.size[c:c + 1])[0].float(),
-                              cam[0, :, 0].numpy(), float(cams.focal[c, 0]), size, inside.numpy(), distance))
+                              cam[0, :, 0].numpy(), float(cams.focal[c, 0]), size, inside.numpy(), distance,
+                              (cam[0] - cam[0, :, :1]).numpy()))
     return views
 
 
@@ -360,25 +363,62 @@ def predict_root(model: TemporalModel, keypoints: torch.Tensor, focal_px: float,
                            focal_px, size[0], size[1])
 
 
+#: How :func:`score_root` turns a view's predictions into a root: the trajectory network's
+#: depth alone, the pose fitted to the 2D joints (:func:`poselift.model.root.root_from_pose`),
+#: or their blend (:func:`poselift.model.root.fuse_roots`, what the stream publishes).
+ROOT_METHODS: tuple[str, ...] = ("network", "fitted", "fused")
+
+
+@dataclass
+class RootPrediction:
+    """One view's predictions: the trajectory network's ``q`` (T,) and the pose model's
+    root-relative joints (T, 17, 3) (None without a pose model), both causal as the stream runs."""
+
+    view: RootView
+    q: np.ndarray
+    pose: np.ndarray | None = None
+
+
 def collect_root_predictions(model: TemporalModel, takes: list[Take], distances: tuple[float, ...] = EVAL_DISTANCES,
                              cameras: int = 4, corruption: Corruption = Corruption(),
-                             device: str | torch.device = "cpu", seed: int = 0) -> list[tuple[RootView, np.ndarray]]:
-    """Every protocol view at every distance with the model's predicted q (T,), causal."""
+                             device: str | torch.device = "cpu", seed: int = 0,
+                             pose_model: TemporalModel | None = None) -> list[RootPrediction]:
+    """Every protocol view at every distance with the trajectory model's predicted q (T,) and,
+    given ``pose_model``, its root-relative poses (T, 17, 3); causal, as the stream runs."""
     model = model.eval()
+    pose_model = pose_model.eval() if pose_model is not None else None
     out = []
-    for d in distances:
+    for d in tqdm(distances, desc="root views", unit="distance", leave=False):
         for i, take in enumerate(takes):
             for v in root_views(take, d, cameras, corruption, seed + i):
                 raw = lift_sequence(model, v.keypoints[None], device=device)[0].cpu()
-                out.append((v, depth_over_focal_from_output(raw).double().numpy()))
+                pose = (lift_sequence(pose_model, v.keypoints[None], device=device)[0].cpu().double().numpy()
+                        if pose_model is not None else None)
+                out.append(RootPrediction(v, depth_over_focal_from_output(raw).double().numpy(), pose))
     return out
 
 
-def score_root(collected: list[tuple[RootView, np.ndarray]], focal_scale: float = 1.0) -> RootEvaluation:
-    """Root errors of collected predictions decoded with the true focal length times ``focal_scale``."""
+def predicted_root(p: RootPrediction, focal_px: float, method: str = "network") -> np.ndarray:
+    """(T, 3) camera metres for one view, decoded with ``focal_px`` by ``method`` (:data:`ROOT_METHODS`)."""
+    if method not in ROOT_METHODS:
+        raise ValueError(f"unknown root method {method!r}; choose from {', '.join(ROOT_METHODS)}")
+    kp = p.view.keypoints.double().numpy()
+    network = root_from_depth(p.q, kp[:, 0], focal_px, *p.view.size)
+    if method == "network":
+        return network
+    if p.pose is None:
+        raise ValueError(f"root method {method!r} needs the pose model's predictions")
+    fitted = root_from_pose(p.pose, kp, focal_px, *p.view.size)
+    return fitted if method == "fitted" else fuse_roots(network, fitted)
+
+
+def score_root(collected: list[RootPrediction], focal_scale: float = 1.0, method: str = "network") -> RootEvaluation:
+    """Root errors of collected predictions decoded with the true focal length times
+    ``focal_scale``, by ``method`` (:data:`ROOT_METHODS`)."""
     preds, gts, dists = [], [], []
-    for v, q in collected:
-        pred = root_from_depth(q, v.keypoints[:, 0].double().numpy(), v.focal_px * focal_scale, *v.size)
+    for p in collected:
+        v = p.view
+        pred = predicted_root(p, v.focal_px * focal_scale, method)
         preds.append(pred[v.in_view])
         gts.append(v.root[v.in_view])
         dists.append(np.full(int(v.in_view.sum()), v.distance))
@@ -443,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--noise-px", type=float, default=0.0)
     e.add_argument("--missing-prob", type=float, default=0.0)
     e.add_argument("--focal-scales", default="1.0,0.8,1.2")
+    e.add_argument("--methods", default="fused,network,fitted",
+                   help="root estimates to score: " + ", ".join(ROOT_METHODS) + " (fused is what the stream publishes)")
     e.add_argument("--json")
     c = sub.add_parser("calibrate", help="calibrate the fp32 weights of a run's state file and ship them")
     c.add_argument("state", help="OUT.state.pt of a train run")
@@ -468,11 +510,13 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{args.checkpoint}: no trajectory model")
         takes = load_takes(args.data, fps=ckpt.fps, subjects=set(VALIDATION_SUBJECTS), progress=False)
         corruption = Corruption(args.noise_px, args.missing_prob)
-        collected = collect_root_predictions(ckpt.trajectory_model, takes, corruption=corruption)
+        collected = collect_root_predictions(ckpt.trajectory_model, takes, corruption=corruption,
+                                             pose_model=ckpt.model)
         results = []
-        for scale in (float(x) for x in args.focal_scales.split(",")):
-            label = "true focal" if scale == 1.0 else f"focal x{scale:g}"
-            results.append((label, score_root(collected, scale)))
+        for method in args.methods.split(","):
+            for scale in (float(x) for x in args.focal_scales.split(",")):
+                label = ("true focal" if scale == 1.0 else f"focal x{scale:g}") + f", {method}"
+                results.append((label, score_root(collected, scale, method)))
         print(format_root_table(results))
         if args.json:
             Path(args.json).write_text(json.dumps({k: r.to_dict() for k, r in results}, indent=2))
