@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from poselift.model import StreamingLifter
+from poselift.model import root as root_model
 from poselift.model.skeleton import model_input_index
 
 from .gapfill import NUM_JOINTS, GapPolicy
@@ -118,16 +119,15 @@ class LiftEngine:
             if traj.latency_frames != self.lifter.latency_frames or traj.config.num_joints_out != 1:
                 raise ValueError("the trajectory model must output 1 joint and have the pose model's latency")
             self.traj = traj
-        # A depth-over-focal trajectory model (model/root.py) predicts log(Z / f_n): the root in
-        # metres needs the focal length, the frame's own ``focal_px`` or one from ``fov_deg``.
-        self.root_decoder = None
-        if trajectory_model is not None and (trajectory_meta or {}).get("target") == "depth_over_focal":
-            from poselift.model import root as root_model
-
-            self.root_decoder = root_model
-            fov_deg = root_model.DEFAULT_FOV_DEG if fov_deg is None else fov_deg
-            root_model.focal_from_fov(fov_deg)  # raises ValueError outside (0, 180)
-        self.fov_deg = fov_deg
+        # The root (model/root.py): the pose fitted to the 2D joints, blended with a
+        # depth-over-focal trajectory model's log(Z / f_n) when there is one. Both need the
+        # focal length: the frame's own ``focal_px`` or one from ``fov_deg``. An older
+        # trajectory model that predicts metres is published as it is.
+        self.depth_over_focal = trajectory_model is not None and root_model.is_depth_over_focal(
+            {"trajectory": trajectory_meta})
+        self.metric_trajectory = trajectory_model is not None and not self.depth_over_focal
+        self.fov_deg = root_model.DEFAULT_FOV_DEG if fov_deg is None else fov_deg
+        root_model.focal_from_fov(self.fov_deg)  # raises ValueError outside (0, 180)
         self.policy = policy or GapPolicy()
         self.max_streams = max_streams
         self.evict_after_s = evict_after_s
@@ -260,6 +260,7 @@ class LiftEngine:
             root = self.traj.step(x, idx).cpu().numpy() if self.traj is not None else None
             self.counters["batches"] += 1
             self.counters["batched_rows"] += len(batch)
+            done: list[tuple[int, Meta, bool, int]] = []  # (row, meta, warm-up, epoch) of finished poses
             for row, (s, _, meta) in enumerate(batch):
                 s.pending.append(meta)
                 k = s.steps  # index (since reset) of the frame just stepped
@@ -267,9 +268,13 @@ class LiftEngine:
                 if k >= self.latency_frames:
                     m = s.pending.popleft()
                     if m is not None:
-                        out.append(self._pose(m, y[row], None if root is None else self._root(root[row], m),
-                                              m.valid, warmup=k - self.latency_frames < self.receptive_field - 1 - self.latency_frames,
-                                              epoch=s.epoch))
+                        done.append((row, m, k - self.latency_frames < self.receptive_field - 1 - self.latency_frames,
+                                     s.epoch))
+            if done:
+                rows = [d[0] for d in done]
+                roots = self._roots(y[rows], None if root is None else root[rows], [d[1] for d in done])
+                for i, (row, m, warmup, epoch) in enumerate(done):
+                    out.append(self._pose(m, y[row], roots[i], m.valid, warmup=warmup, epoch=epoch))
 
     def process(self, frames: list[Frame2D]) -> list[PoseOut]:
         """Submit frames and run; frames that cannot get a slot are recorded as rejected events."""
@@ -280,14 +285,35 @@ class LiftEngine:
                 self.reject(exc.reason, exc.detail, f.stream)
         return self.run()
 
-    def _root(self, out: np.ndarray, m: Meta) -> np.ndarray:
-        """The trajectory model's output (1, 3) for frame ``m`` -> the root in camera metres."""
-        if self.root_decoder is None:
-            return out[0]
-        if m.x is None:
-            return np.full(3, np.nan)
-        focal = m.focal_px if m.focal_px is not None else self.root_decoder.focal_from_fov(self.fov_deg, m.width)
-        return self.root_decoder.root_from_output(out, m.x[0], focal, m.width, m.height)
+    def _roots(self, poses: np.ndarray, outputs: np.ndarray | None, metas: list[Meta]) -> list[np.ndarray | None]:
+        """The root (camera metres) of each finished pose, in one vectorised pass.
+
+        ``poses`` (N, 17, 3) the pose model's joints, ``outputs`` (N, 1, 3) the trajectory
+        model's (or None), ``metas`` the frames they belong to. The fitted root
+        (:func:`poselift.model.root.root_from_pose`; joints the intake filled in are left out)
+        is blended with the trajectory model's (:func:`~poselift.model.root.fuse_roots`);
+        without a trajectory model the fit alone is the root, and a frame it cannot fit has
+        none (None) rather than an invalid pose.
+        """
+        if self.metric_trajectory and outputs is not None:
+            return [o[0] for o in outputs]
+        n = len(metas)
+        keypoints = np.full((n, NUM_JOINTS, 2), np.nan)
+        weights = np.ones((n, NUM_JOINTS))
+        focal, width, height = np.ones(n), np.ones(n), np.ones(n)
+        for i, m in enumerate(metas):
+            if m.x is not None:
+                keypoints[i] = m.x
+            weights[i, m.filled] = 0.0
+            width[i], height[i] = m.width or 1, m.height or 1
+            focal[i] = m.focal_px if m.focal_px is not None else root_model.focal_from_fov(self.fov_deg, width[i])
+        fitted = root_model.root_from_pose(poses, keypoints, focal, width, height, weights)
+        if self.depth_over_focal and outputs is not None:
+            network = root_model.root_from_depth(root_model.depth_over_focal_from_output(outputs),
+                                                 keypoints[:, 0], focal, width, height)
+            fused = root_model.fuse_roots(network, fitted)
+            return [None if metas[i].x is None else fused[i] for i in range(n)]
+        return [fitted[i] if np.isfinite(fitted[i]).all() else None for i in range(n)]
 
     def _pose(self, m: Meta, joints: np.ndarray, root: np.ndarray | None, valid: bool, warmup: bool,
               epoch: int = 0) -> PoseOut:
@@ -304,10 +330,12 @@ class LiftEngine:
             tails = self.lifter.flush([s.slot])[0].cpu().numpy()
             roots = self.traj.flush([s.slot])[0].cpu().numpy() if self.traj is not None else None
             metas = list(s.pending)
-            for i, m in enumerate(metas[len(metas) - len(tails):]):
-                if m is not None:
-                    out.append(self._pose(m, tails[i], None if roots is None else self._root(roots[i], m), m.valid, warmup=False,
-                                          epoch=s.epoch))
+            finished = [(i, m) for i, m in enumerate(metas[len(metas) - len(tails):]) if m is not None]
+            if finished:
+                rows = [i for i, _ in finished]
+                fitted = self._roots(tails[rows], None if roots is None else roots[rows], [m for _, m in finished])
+                for j, (i, m) in enumerate(finished):
+                    out.append(self._pose(m, tails[i], fitted[j], m.valid, warmup=False, epoch=s.epoch))
         s.pending.clear()
         s.steps = 0
         s.epoch = next(self._epochs)

@@ -66,11 +66,14 @@ def test_the_root_scales_with_the_stated_focal_length(shipped):
     f = focal_from_fov(DEFAULT_FOV_DEG, clip.width)
     default, same, double = _roots(shipped), _roots(shipped, focal=f), _roots(shipped, focal=2 * f)
     np.testing.assert_allclose(default, same, rtol=1e-6)  # no focal_px: the default field of view
-    np.testing.assert_allclose(double[:, 2], 2 * same[:, 2], rtol=1e-5)  # depth doubles
-    np.testing.assert_allclose(double[:, :2], same[:, :2], atol=1e-6)  # x, y do not move
+    # Depth doubles and x, y stay: exactly for the trajectory network's share, and within a
+    # per cent or two for the fitted share (with a longer lens the same image is a body
+    # farther away, seen with less perspective: the fit is right for each lens, not a rescale).
+    np.testing.assert_allclose(double[:, 2], 2 * same[:, 2], rtol=0.02)
+    np.testing.assert_allclose(double[:, :2], same[:, :2], atol=0.02)
     assert 1.0 < np.median(same[:, 2]) < 15.0  # metres in front of the camera
     wide = _roots(shipped, fov=90.0)  # --fov: a wider lens, a shorter focal length, a nearer person
-    np.testing.assert_allclose(wide[:, 2], same[:, 2] * focal_from_fov(90.0, clip.width) / f, rtol=1e-5)
+    np.testing.assert_allclose(wide[:, 2], same[:, 2] * focal_from_fov(90.0, clip.width) / f, rtol=0.02)
 
 
 def test_the_motion_outputs_move_with_the_root(shipped):
