@@ -28,12 +28,12 @@ DEFAULT_DEMO_OUT = "poselift_demo.gif"
 # split and the three real videos): live commands (demo, webcam, serve) keep the causal model
 # (the look-ahead models' small clean-P1 gain comes mostly from their fine-tune; they are no
 # better on detector-noise P1, MPJVE or real-video jitter, and each frame costs 33 ms). The
-# offline video command uses the causal model too, although the full-context one has lower
-# MPJVE and real-video jitter: only causal.pt carries the trajectory model, and a BVH, VMC or
-# rendering whose root never moves is what users of offline converters complain about most.
-# `--lookahead 121` gives the full-context poses (rooftop jitter 0.026 against 0.033).
+# offline video command uses the full-context model, where latency does not matter: it has
+# the lowest MPJVE and real-video jitter (rooftop 0.026, break dance 0.24, squats 0.074
+# against the causal model's 0.033, 0.33, 0.087), and its root moves too (the pose fitted to
+# the 2D: 0.25 m at 4-8 m on the validation takes, against 0.24 m for the causal blend).
 DEFAULT_LIVE_LOOKAHEAD = 0
-DEFAULT_VIDEO_LOOKAHEAD = 0
+DEFAULT_VIDEO_LOOKAHEAD = 121
 
 
 # ---------------------------------------------------------------------------- shared
@@ -441,14 +441,18 @@ def video_arrays(frames: list, engine: LiftEngine, *, raw: bool = False,
     joint names): ``poses3d`` (T, 17, 3), ``keypoints2d`` (T, 17, 2) H36M pixels as
     detected (NaN = missing), ``input2d`` (T, 17, 2) the filled model input in pixels
     (NaN where nothing was liftable), ``frames``, ``valid``, ``warmup``, ``filled``
-    (T, 17), ``width``, ``height`` and, with a trajectory model, ``trajectory`` (T, 3).
+    (T, 17), ``width``, ``height`` and ``trajectory`` (T, 3) (the root, camera metres; NaN
+    where a frame could not be placed).
     Unless ``raw``, the motion stage runs as live: ``poses3d`` are the consistent joints and
     ``joints_raw`` the model's own, plus ``rotations`` (T, 19, 4), ``root`` (T, 3) (the Hips
     in the rig frame: pelvis plus trajectory), ``bone_lengths`` (T, 16) (the body each pose
-    uses), ``settled`` (T,) and ``motion_valid`` (T,) (the pose has usable rotations)."""
+    uses), ``settled`` (T,) and ``motion_valid`` (T,) (the pose has usable rotations). Unlike
+    live, the warm-up poses already take the body the stream settled on
+    (:func:`stream.settled_take.settle_warmup`): offline, the whole take is known."""
     from poselift.model.normalization import denormalize_screen
 
     from .intake import frame_to_model_input
+    from .settled_take import settle_warmup
 
     poses: list[PoseOut] = []
     loop = PoseLoop(engine, collect(poses), stages=[*stages, *motion_stages(engine, raw=raw)])
@@ -472,11 +476,11 @@ def video_arrays(frames: list, engine: LiftEngine, *, raw: bool = False,
         warmup=np.array([p.warmup for p in ordered]),
         filled=np.stack([np.isin(np.arange(17), p.filled) for p in ordered]),
         width=np.int64(width), height=np.int64(height))
-    if engine.traj is not None:
-        arrays["trajectory"] = np.stack([p.root if p.root is not None else np.full(3, np.nan)
-                                         for p in ordered]).astype(np.float32)
+    arrays["trajectory"] = np.stack([p.root if p.root is not None else np.full(3, np.nan)
+                                     for p in ordered]).astype(np.float32)
     if not raw:
         arrays.update(motion_arrays(ordered))
+        settle_warmup(arrays, [p.epoch for p in ordered])
     return arrays
 
 
@@ -504,7 +508,7 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
     last ones, which the flush completes as ``lift_sequence`` does). Writes ``out`` (npz)
     with ``poses3d`` (T, 17, 3) metres, ``keypoints2d`` (T, 17, 2) H36M pixels as detected
     (NaN = missing), ``frames`` (T,) frame indices, plus ``valid``, ``warmup``, ``filled``,
-    ``fps``, ``width``, ``height``, ``joint_names`` and, with a trajectory model,
+    ``fps``, ``width``, ``height``, ``joint_names`` and the root,
     ``trajectory`` (T, 3) metres. Frames with nothing liftable (no person yet, or after a
     reset) have ``valid`` false and zero joints, as live. ``threads``: torch CPU threads.
     ``verbose``: keep MediaPipe's native log lines (silenced by default). Unless ``raw``,

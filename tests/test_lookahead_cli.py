@@ -158,7 +158,7 @@ def test_defaults_causal_live_and_full_context_for_offline_video(monkeypatch, tm
             apps.run_video("clip.mp4", out=str(tmp_path / "o.npz"), **kwargs)
     assert seen == [(None, "causal", apps.DEFAULT_VIDEO_LOOKAHEAD), (None, "causal", None), ("x.pt", "causal", None),
                     (None, "causal", 3)]
-    assert (apps.DEFAULT_VIDEO_LOOKAHEAD, apps.DEFAULT_LIVE_LOOKAHEAD) == (0, 0)
+    assert (apps.DEFAULT_VIDEO_LOOKAHEAD, apps.DEFAULT_LIVE_LOOKAHEAD) == (121, 0)  # offline: full context
     seen.clear()
     with pytest.raises(UserError, match="stop here"):
         apps.run_serve(device="cpu")

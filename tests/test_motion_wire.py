@@ -125,6 +125,41 @@ def test_video_bvh_round_trip_with_bvhio(tmp_path, take):
     assert worst < 1e-3  # 1 mm: the file's skeleton is the body the settled poses use
 
 
+def test_offline_warmup_poses_take_the_settled_body(take, tmp_path):
+    """Offline, the warm-up poses use the body the stream settled on: the limb lengths hold
+    from the first frame, each bone keeps the model's direction, the settled poses are the
+    live ones, and the BVH (one skeleton) gives the warm-up poses back too."""
+    from poselift.model.body import bone_lengths, bone_vectors
+    from poselift.stream.settled_take import settle_warmup
+
+    usable = take["motion_valid"]
+    first = int(np.flatnonzero(take["settled"] & usable)[0])
+    assert first > 5  # the clip has a warm-up to settle
+    warm = usable & (np.arange(len(usable)) < first)
+    lengths = bone_lengths(take["poses3d"][warm].astype(np.float64))
+    np.testing.assert_allclose(lengths, np.broadcast_to(take["bone_lengths"][first], lengths.shape), atol=1e-5)
+    raw = bone_vectors(take["joints_raw"][warm].astype(np.float64))
+    fit = bone_vectors(take["poses3d"][warm].astype(np.float64))
+    cos = (raw * fit).sum(-1) / np.linalg.norm(raw, axis=-1) / np.linalg.norm(fit, axis=-1)
+    assert cos[np.isfinite(cos)].min() > 0.99  # directions kept (hip/shoulder lines: a shared one)
+    again = {k: np.array(v) for k, v in take.items()}
+    live = again["poses3d"].copy()
+    assert settle_warmup(again, np.zeros(len(live), int)) == warm.sum()  # idempotent on the stored take...
+    np.testing.assert_allclose(again["poses3d"], live, atol=1e-6)
+    assert settle_warmup(again, np.arange(len(live))) == 0  # ...and an epoch that never settles is left alone
+    bvhio = pytest.importorskip("bvhio")
+    path = tmp_path / "take.bvh"
+    _video_motion_outputs(take, 30.0, path, None)
+    hierarchy = bvhio.readAsHierarchy(str(path))
+    layout = [j for j, _, _ in hierarchy.layout()]
+    index = [[j.Name for j in layout].index(n) for n in RIG_NAMES[:17]]
+    expected = camera_to_rig(take["poses3d"].astype(np.float64) + take["trajectory"][:, None])
+    for t in np.flatnonzero(warm):
+        hierarchy.loadPose(int(t))
+        pos = np.array([list(j.PositionWorld) for j in layout]) / 100.0
+        assert np.abs(pos[index] - expected[t]).max() < 1e-3
+
+
 def test_vmc_sends_every_bone_of_every_pose(free_udp_port):
     from pythonosc.dispatcher import Dispatcher
     from pythonosc.osc_server import ThreadingOSCUDPServer
