@@ -14,6 +14,15 @@ root on the floor.
 There is no floor estimate in the pipeline, so the floor is placed under the body: it drops
 at once to the lowest joint, and rises back slowly (a jump lifts the body off the floor for
 a moment instead of dragging the floor along).
+
+The real camera is rarely level (a laptop looks up, a phone on a shelf looks down), and in
+its frame an upright person leans by the camera's pitch and roll. So the view keeps an
+estimate of the world's up direction: the running mean of the torso's direction (pelvis to
+thorax) over the poses so far, then a slow exponential average (people stand and walk
+upright far more than they bend or turn upside down). The scene is rotated about the real
+camera by the smallest rotation taking that direction to y, as long as the two are within
+:attr:`ViewOptions.level_max_tilt` degrees (beyond that the estimate is not trusted and the
+camera's own up is used). The floor and the root's trail are levelled with the body.
 """
 
 from __future__ import annotations
@@ -55,6 +64,9 @@ class ViewOptions:
     grid_step: float = 0.5
     grid_radius: float = 4.0
     trail_frames: int = 150  # root trail length (5 s at 30 fps)
+    level: bool = True  # level the scene with the estimated up direction (module docstring)
+    level_frames: int = 60  # the up estimate is the plain mean of this many poses, then an average of this time constant
+    level_max_tilt: float = 40.0  # degrees: a camera pitched or rolled further is not corrected
 
 
 class SkeletonView3D:
@@ -74,6 +86,36 @@ class SkeletonView3D:
         self._last_root: np.ndarray | None = None  # the previous pose's pelvis (world)
         self.trail: deque[np.ndarray] = deque(maxlen=self.opt.trail_frames)
         self._background: np.ndarray | None = None
+        self._up_sum = np.zeros(3)  # running (then exponential) mean of the torso direction, rig frame
+        self._up_count = 0
+        self._level: np.ndarray = np.eye(3)  # rig frame -> levelled scene (rotation matrix)
+
+    # -------------------------------------------------------------------- level
+    def _update_level(self, rig: np.ndarray) -> None:
+        """Update the up estimate with one pose (rig frame) and the levelling rotation."""
+        from scipy.spatial.transform import Rotation
+
+        o = self.opt
+        torso = rig[8] - rig[0]  # pelvis -> thorax
+        norm = float(np.linalg.norm(torso))
+        if not o.level or not np.isfinite(norm) or norm < 1e-6:
+            return
+        self._up_count += 1
+        weight = 1.0 / min(self._up_count, o.level_frames)
+        self._up_sum += weight * (torso / norm - self._up_sum)
+        up = self._up_sum / max(float(np.linalg.norm(self._up_sum)), 1e-12)
+        y = np.array([0.0, 1.0, 0.0])
+        if np.degrees(np.arccos(np.clip(up @ y, -1.0, 1.0))) > o.level_max_tilt:
+            self._level = np.eye(3)
+            return
+        rot, _ = Rotation.align_vectors(y[None], up[None])
+        self._level = rot.as_matrix()
+
+    @property
+    def up(self) -> np.ndarray:
+        """The estimated up direction in the rig frame (y before any pose)."""
+        n = float(np.linalg.norm(self._up_sum))
+        return self._up_sum / n if n > 1e-12 else np.array([0.0, 1.0, 0.0])
 
     # -------------------------------------------------------------------- camera
     def _camera(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray, float, float, float]:
@@ -172,6 +214,8 @@ class SkeletonView3D:
             r = None if root is None else np.asarray(root, dtype=np.float64)
             if j.shape == (17, 3) and np.isfinite(j).all() and (r is None or np.isfinite(r).all()):
                 world = camera_to_rig(j + (0.0 if r is None else r))
+                self._update_level(world)
+                world = world @ self._level.T  # rotated about the real camera (the rig origin)
         self._update_state(world, root is not None)
         if world is not None and root is not None:
             self.trail.append(world[0].copy())
@@ -183,7 +227,7 @@ class SkeletonView3D:
             self._draw_trail(panel, floor, cam, scale)
         if world is not None:
             if ghost is not None and np.isfinite(ghost).all():
-                g = camera_to_rig(np.asarray(ghost, dtype=np.float64))
+                g = camera_to_rig(np.asarray(ghost, dtype=np.float64)) @ self._level.T
                 g = g - g[0] + world[0]
                 self._segments(panel, g[[c for c, _ in BONES]], g[[p for _, p in BONES]],
                                [(150, 150, 150)] * len(BONES), max(1, int(2 * scale)), cam)

@@ -109,6 +109,49 @@ def test_3d_panel_follows_a_moving_root():
     assert np.abs(again - a3).max() <= 1
 
 
+def _pitched(poses: np.ndarray, degrees: float, axis: str = "x") -> np.ndarray:
+    """Poses (camera frame) as a camera pitched (x) or rolled (z) by ``degrees`` sees them."""
+    from scipy.spatial.transform import Rotation
+
+    return poses @ Rotation.from_euler(axis, degrees, degrees=True).as_matrix().T
+
+
+@pytest.mark.parametrize("degrees,axis", [(25.0, "x"), (-20.0, "x"), (15.0, "z")])
+def test_3d_view_levels_a_tilted_camera(degrees, axis):
+    """An upright person seen by a pitched or rolled camera leans in the camera's frame; the
+    3D view estimates up from the torso and stands the body (and its floor and trail) upright."""
+    from poselift.model.rig import camera_to_rig
+    from poselift.stream.view3d import SkeletonView3D, ViewOptions
+
+    poses = synthetic_poses(90)
+    tilted = _pitched(poses, degrees, axis)
+    view, plain = SkeletonView3D(), SkeletonView3D(ViewOptions(level=False))
+    panel = np.zeros((360, 640, 3), np.uint8)
+    for p in tilted:
+        view.draw(panel, p, np.array([0.0, 0.0, 4.0]))
+        plain.draw(panel, p, np.array([0.0, 0.0, 4.0]))
+    torso = camera_to_rig(tilted[-1])
+    torso = torso[8] - torso[0]
+    upright = view._level @ torso
+    tilt = lambda v: np.degrees(np.arccos(v[1] / np.linalg.norm(v)))  # noqa: E731
+    truth = camera_to_rig(poses[-1])
+    assert abs(tilt(upright) - tilt(truth[8] - truth[0])) < 1.0  # as upright as the untilted body
+    assert tilt(torso) > abs(degrees) - 2.0  # ...which the camera saw leaning
+    np.testing.assert_allclose(plain._level, np.eye(3))  # level=False: the camera's own up
+
+
+def test_3d_view_does_not_trust_a_wild_up_estimate():
+    """A body upside down (or a camera on its side) is beyond the correction's range: the
+    view keeps the camera's up instead of turning the world over."""
+    from poselift.stream.view3d import SkeletonView3D
+
+    view = SkeletonView3D()
+    panel = np.zeros((360, 640, 3), np.uint8)
+    for p in _pitched(synthetic_poses(30), 90.0, "z"):
+        view.draw(panel, p, None)
+    np.testing.assert_allclose(view._level, np.eye(3))
+
+
 @pytest.mark.parametrize("scale", [1.0, 2.5])
 def test_3d_view_keeps_the_whole_body_in_view(scale):
     """However large the body (a poor lift can give 4 m limbs), no joint leaves the panel."""
