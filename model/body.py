@@ -215,8 +215,13 @@ class BodyEstimator:
             limit = self.clip * cur
             new = cur + self.rate * np.minimum(np.maximum(obs - cur, -limit), limit)
             self.lengths[slots] = new
+            reported = self.reported.take(slots, axis=0)
+            moved = np.abs(new / reported - 1.0) > self.change_threshold
+            if not np.count_nonzero(moved):  # nothing to report: the usual case
+                no = np.zeros(len(slots), bool)
+                return BodyUpdate(new, settled_before, no, no.copy(), use, reported)
             settled_after = settled_before
-            changed = (np.abs(new / self.reported.take(slots, axis=0) - 1.0) > self.change_threshold).any(axis=1)
+            changed = moved.any(axis=1)
         else:
             warming = use & ~settled_before
             if np.count_nonzero(warming):
@@ -250,6 +255,7 @@ _GIRDLED = _BONE_DIFFERENCES.copy()
 for _left, _right in GIRDLES:
     _line = 0.5 * (_BONE_DIFFERENCES[_left] - _BONE_DIFFERENCES[_right])
     _GIRDLED[_left], _GIRDLED[_right] = _line, -_line
+GIRDLED_BONES = _GIRDLED  # (16, 17): the bones of a consistent pose as differences of its joints
 # Rows 0-15: the bones as predicted (for the estimate); rows 16-31: the girdled ones (for conform).
 _MEASURE = np.concatenate([_BONE_DIFFERENCES, _GIRDLED])
 
@@ -266,20 +272,25 @@ def measure(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def usable_lengths(lengths: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """(N,) bool: which of the poses whose bone lengths are ``lengths`` (N, 16) may enter a body
     estimate, of the ``candidates`` (N,) (valid and finite; see :func:`usable_poses`)."""
-    return candidates & ((lengths >= MIN_BONE_M) & (lengths <= MAX_BONE_M)).all(axis=-1)
+    sane = (lengths >= MIN_BONE_M) & (lengths <= MAX_BONE_M)
+    if np.count_nonzero(sane) == sane.size:
+        return candidates
+    return candidates & sane.all(axis=-1)
 
 
-def rebuild(root: np.ndarray, vectors: np.ndarray, norms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def rebuild(root: np.ndarray, vectors: np.ndarray, norms: np.ndarray,
+            lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`conform` of finite poses with a body, from :func:`measure`'s ``vectors`` (N, 16, 3)
     and ``norms`` (N, 16): the joints (N, 17, 3) from ``root`` (N, 1, 3) outwards, every bone
     along its vector with its length in ``lengths`` (N, 16) (finite); bones of no length (no
-    direction) stay as they are."""
+    direction) stay as they are. Also returns the unit bone directions (N, 16, 3), None when
+    some bone has no length."""
     short = norms < 1e-9
     if np.count_nonzero(short):
         scale = np.where(short, 1.0, lengths / np.where(short, 1.0, norms))
-    else:
-        scale = lengths / norms
-    return root + ANCESTRY @ (vectors * scale[..., None])
+        return root + ANCESTRY @ (vectors * scale[..., None]), None
+    unit = vectors / norms[..., None]
+    return root + ANCESTRY @ (unit * lengths[..., None]), unit
 
 
 def conform(poses: np.ndarray, lengths: np.ndarray) -> np.ndarray:
