@@ -80,7 +80,7 @@ MAX_BONE_M = 1.5
 _BONE_DIFFERENCES = np.zeros((NUM_BONES, NUM_JOINTS))
 _BONE_DIFFERENCES[np.arange(NUM_BONES), BONE_CHILDREN] = 1.0
 _BONE_DIFFERENCES[np.arange(NUM_BONES), BONE_PARENTS] -= 1.0
-_ONES3 = np.ones(3)
+_ONES31 = np.ones((3, 1))
 
 
 def bone_vectors(poses: np.ndarray) -> np.ndarray:
@@ -263,10 +263,11 @@ _MEASURE = np.concatenate([_BONE_DIFFERENCES, _GIRDLED])
 def measure(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What the body estimate and :func:`conform` need of finite poses (N, 17, 3), in one matrix
     product: (the bone lengths as predicted (N, 16), the bone vectors conform keeps the
-    directions of (the girdles' bones on their shared line) (N, 16, 3), and their lengths (N, 16))."""
+    directions of (the girdles' bones on their shared line) (N, 16, 3), and their lengths as a
+    column (N, 16, 1))."""
     v = _MEASURE @ poses
-    length = np.sqrt((v * v) @ _ONES3)
-    return length[:, :NUM_BONES], v[:, NUM_BONES:], length[:, NUM_BONES:]
+    length = np.sqrt((v * v) @ _ONES31)
+    return length[:, :NUM_BONES, 0], v[:, NUM_BONES:], length[:, NUM_BONES:]
 
 
 def usable_lengths(lengths: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -281,16 +282,17 @@ def usable_lengths(lengths: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 def rebuild(root: np.ndarray, vectors: np.ndarray, norms: np.ndarray,
             lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`conform` of finite poses with a body, from :func:`measure`'s ``vectors`` (N, 16, 3)
-    and ``norms`` (N, 16): the joints (N, 17, 3) from ``root`` (N, 1, 3) outwards, every bone
-    along its vector with its length in ``lengths`` (N, 16) (finite); bones of no length (no
-    direction) stay as they are. Also returns the unit bone directions (N, 16, 3), None when
-    some bone has no length."""
+    and ``norms`` (N, 16, 1): the joints (N, 17, 3) from ``root`` (N, 1, 3) outwards, every
+    bone along its vector with its length in ``lengths`` (N, 16) (finite); bones of no length
+    (no direction) stay as they are. Also returns the unit bone directions (N, 16, 3), None
+    when some bone has no length."""
+    lengths = lengths[..., None]
     short = norms < 1e-9
     if np.count_nonzero(short):
         scale = np.where(short, 1.0, lengths / np.where(short, 1.0, norms))
-        return root + ANCESTRY @ (vectors * scale[..., None]), None
-    unit = vectors / norms[..., None]
-    return root + ANCESTRY @ (unit * lengths[..., None]), unit
+        return root + ANCESTRY @ (vectors * scale), None
+    unit = vectors / norms
+    return root + ANCESTRY @ (unit * lengths), unit
 
 
 def conform(poses: np.ndarray, lengths: np.ndarray) -> np.ndarray:
