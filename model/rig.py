@@ -201,13 +201,13 @@ def _cross_gathers(a: list[int], b: list[int]) -> np.ndarray:
     return np.stack([[3 * a + _I1, 3 * a + _I2], [3 * b + _I2, 3 * b + _I1]]).reshape(-1)
 
 
-def _crosses(vectors: np.ndarray, gathers: np.ndarray) -> np.ndarray:
+def _crosses(vectors: np.ndarray, gathers: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The cross products that ``gathers`` (:func:`_cross_gathers`) names, of ``vectors``
     (N, K, 3): four numpy calls for all of them, on contiguous blocks."""
     n = vectors.shape[0]
     g = vectors.reshape(n, -1).take(gathers, axis=1).reshape(n, 2, 2, -1, 3)  # factor, term, product, xyz
     p = g[:, 0] * g[:, 1]
-    return p[:, 0] - p[:, 1]
+    return np.subtract(p[:, 0], p[:, 1], out=out)
 
 
 def _basis(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
@@ -234,7 +234,7 @@ for _k in range(NUM_TWIST):
         _m, _sign = _signed_axis(_REST_BASES[_k, _l])  # row l of the rest basis = column l of its transpose
         _FRAME_SOURCE[_k, :, _l] = 3 * (NUM_TWIST * _m + _k) + np.arange(3)
         _FRAME_SIGN[_k, :, _l] = _sign
-_FRAME_SOURCE, _FRAME_SIGN = _FRAME_SOURCE.reshape(-1), _FRAME_SIGN.reshape(-1)
+_FRAME_SOURCE, _FRAME_SIGN = _FRAME_SOURCE.reshape(-1), _FRAME_SIGN.reshape(1, -1)
 # A swing joint's rest direction seen from its parent's frame is one of the parent's axes
 # e_m: the bone direction its parent's frame would give it.
 _SWING_FROM = np.empty((NUM_TWIST, 3), dtype=np.intp)
@@ -243,7 +243,9 @@ for _i, (_k, _u) in enumerate(zip(_SWING_PARENT, _SWING_REST)):
     assert _sign == 1.0
     _SWING_FROM[_i] = 3 * (NUM_TWIST * _m + _k) + np.arange(3)
 _SWING_FROM = _SWING_FROM.reshape(-1)
-_CARRY_COLUMN = _CARRY[:, None]
+_AXES_GATHER = np.concatenate([_FRAME_SOURCE, _SWING_FROM])
+# Constants shaped like the arrays they meet at batch 1: numpy's same-shape path is the cheap one.
+_CARRY_FULL = np.repeat(_CARRY[None, :, None], 3, axis=2)  # (1, 7, 3)
 _NORMALS = _cross_gathers([_A, _A + 1], [_A + 2, _A + 3])  # upper arm x forearm, of the 23 directions
 _E3 = _cross_gathers(list(range(NUM_TWIST)), list(range(NUM_TWIST, 2 * NUM_TWIST)))  # e1 x e2, of (e1, e2)
 _SIGNED = np.nonzero(_ALIGN_SIGN)[0]
@@ -350,7 +352,7 @@ def solve_rotations_from(joints: np.ndarray, prev_twist: np.ndarray, reference: 
     # products with a column of ones: (N, K, 1), ready to broadcast without indexing.
     hinge = raw[:, _HINGE]
     np.negative(hinge, out=hinge, where=(hinge * prev_twist[:, _HINGE]) @ _ONES31 < 0)
-    secondary = raw + _CARRY_COLUMN * prev_twist
+    secondary = raw + _CARRY_FULL * prev_twist
     off = secondary - ((secondary * e1) @ _ONES31) * e1
     size = np.sqrt((off * off) @ _ONES31)
     weak = size < 1e-9  # no information at all (first frame, straight arm): the rest
@@ -359,18 +361,21 @@ def solve_rotations_from(joints: np.ndarray, prev_twist: np.ndarray, reference: 
         fallback = np.where(along, _EYE[np.argmin(np.abs(e1), axis=-1)], _SECONDARY_REST)
         off = np.where(weak, fallback - np.add.reduce(fallback * e1, axis=-1, keepdims=True) * e1, off)
         size = np.sqrt(np.add.reduce(off * off, axis=-1, keepdims=True))
-    e12 = np.concatenate([e1, off / size], axis=1)  # (N, 14, 3): e1 of the 7 frames, then e2
-    axes = np.concatenate([e12, _crosses(e12, _E3)], axis=1).reshape(n, -1)  # ... then e3 = e1 x e2: (N, 21 * 3)
+    axes = np.empty((n, 3 * NUM_TWIST, 3))  # e1 of the 7 frames, then e2, then e3 = e1 x e2
+    axes[:, :NUM_TWIST] = e1
+    np.divide(off, size, out=axes[:, NUM_TWIST:2 * NUM_TWIST])
+    _crosses(axes[:, :2 * NUM_TWIST], _E3, out=axes[:, 2 * NUM_TWIST:])
+    gathered = axes.reshape(n, -1).take(_AXES_GATHER, axis=1)  # the frames' columns, then the swings' x
 
     frames = np.empty((n, 2 * NUM_TWIST + 1, 3, 3))
     frames[:, _IDENTITY_SLOT] = _EYE
-    np.multiply(axes.take(_FRAME_SOURCE, axis=1), _FRAME_SIGN, out=frames.reshape(n, -1)[:, :9 * NUM_TWIST])
+    np.multiply(gathered[:, :9 * NUM_TWIST], _FRAME_SIGN, out=frames.reshape(n, -1)[:, :9 * NUM_TWIST])
 
     # Swings: the shortest rotation R turning the direction x = P u that the parent's frame P
     # gives the bone (u: its rest direction) onto the bone y is R = I + 2 y x^T - s s^T / (1 + c),
     # s = x + y, c = x.y (the product of two reflections), and the joint's world frame is
     # R P = P + 2 y u^T - s (u + P^T y)^T / (1 + c), as x^T P = u^T.
-    x = axes.take(_SWING_FROM, axis=1).reshape(n, NUM_TWIST, 3)
+    x = gathered[:, 9 * NUM_TWIST:].reshape(n, NUM_TWIST, 3)
     y = unit[:, _S:]
     c = (x * y) @ _ONES31
     opposite = c < -1 + 1e-9
@@ -392,7 +397,7 @@ def solve_rotations_from(joints: np.ndarray, prev_twist: np.ndarray, reference: 
     quat = _quaternions(local.reshape(-1, 3, 3)).reshape(n, NUM_RIG, 4)
     # Continuity: each quaternion in the hemisphere of the previous one (no sign flips).
     np.negative(quat, out=quat, where=(quat * reference) @ _ONES41 < 0)
-    return RigPose(quat, world, e12[:, NUM_TWIST:])
+    return RigPose(quat, world, axes[:, NUM_TWIST:2 * NUM_TWIST])
 
 
 def solve_sequence(joints: np.ndarray) -> np.ndarray:
