@@ -12,6 +12,16 @@ A pose that is not valid (the protocol's ``valid = false``) or not finite neithe
 body estimate nor moves the rotation state: its joints are passed through and its rotations
 are the stream's previous ones (identity before any). A valid pose with a bone out of range
 (say a nose-to-head bone of 8 mm) stays out of the estimate but is still conformed.
+
+**Cost.** At batch 1 the stage's cost is the number of numpy calls (each about a microsecond
+on arrays this small), not their size; the stage makes about a hundred, ~0.1 ms on the
+2-core Xeon it was tuned on (``python -m poselift.bench.motion --time-only``; 4x less than
+the step-by-step version it replaced, kept in tests/motion_reference.py). In a live loop
+each call is about twice as dear as in a benchmark loop: the model step between two calls
+evicts the stage's code and data from the CPU caches (the bench's ``cold_*`` figures
+reproduce it by reading 4 MiB between calls). Run torch with one thread there (the apps'
+default): a second OpenMP thread spin-waits after each model step and, on a busy 2-core
+machine, the stage then loses whole scheduler slices (milliseconds) in some processes.
 """
 
 from __future__ import annotations
