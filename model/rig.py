@@ -158,10 +158,11 @@ def _unit(v: np.ndarray) -> np.ndarray:
 # --- the solver ------------------------------------------------------------------------------
 # At batch 1 the stage's cost is the number of numpy calls, not their size (each is about a
 # microsecond on arrays this small), so the solver is written as few calls over all joints at
-# once: one matrix product takes every joint difference it needs, one normalises them all,
-# cross products and skew matrices are matrix products with constant tables, and the rig's
-# world and local rotations are two gathers and one product. It computes what the step-by-step
-# version (tests/motion_reference.py) computed, to rounding.
+# once: every direction it needs is one gather of the unit bone directions (or one matrix
+# product of the joints and one normalisation), cross products are one gather and product on
+# contiguous blocks, the twist frames are one signed gather of their axes, the swings a closed
+# form, and the rig's world and local rotations two gathers and one product. It computes what
+# the step-by-step version (tests/motion_reference.py) computed, to rounding.
 
 # Every joint difference, as rows of a (23, 17) matrix of +-1: primaries, secondary lines, arm
 # bones (for the elbow planes), swing bones.
@@ -205,7 +206,8 @@ def _crosses(vectors: np.ndarray, gathers: np.ndarray, out: np.ndarray | None = 
     """The cross products that ``gathers`` (:func:`_cross_gathers`) names, of ``vectors``
     (N, K, 3): four numpy calls for all of them, on contiguous blocks."""
     n = vectors.shape[0]
-    g = vectors.reshape(n, -1).take(gathers, axis=1).reshape(n, 2, 2, -1, 3)  # factor, term, product, xyz
+    g = vectors.reshape(n, 3 * vectors.shape[1]).take(gathers, axis=1).reshape(n, 2, 2, len(gathers) // 12, 3)
+    # ... factor, term, product, xyz
     p = g[:, 0] * g[:, 1]
     return np.subtract(p[:, 0], p[:, 1], out=out)
 
@@ -365,11 +367,11 @@ def solve_rotations_from(joints: np.ndarray, prev_twist: np.ndarray, reference: 
     axes[:, :NUM_TWIST] = e1
     np.divide(off, size, out=axes[:, NUM_TWIST:2 * NUM_TWIST])
     _crosses(axes[:, :2 * NUM_TWIST], _E3, out=axes[:, 2 * NUM_TWIST:])
-    gathered = axes.reshape(n, -1).take(_AXES_GATHER, axis=1)  # the frames' columns, then the swings' x
+    gathered = axes.reshape(n, 9 * NUM_TWIST).take(_AXES_GATHER, axis=1)  # the frames' columns, then the swings' x
 
     frames = np.empty((n, 2 * NUM_TWIST + 1, 3, 3))
     frames[:, _IDENTITY_SLOT] = _EYE
-    np.multiply(gathered[:, :9 * NUM_TWIST], _FRAME_SIGN, out=frames.reshape(n, -1)[:, :9 * NUM_TWIST])
+    np.multiply(gathered[:, :9 * NUM_TWIST], _FRAME_SIGN, out=frames.reshape(n, 9 * (2 * NUM_TWIST + 1))[:, :9 * NUM_TWIST])
 
     # Swings: the shortest rotation R turning the direction x = P u that the parent's frame P
     # gives the bone (u: its rest direction) onto the bone y is R = I + 2 y x^T - s s^T / (1 + c),
@@ -394,7 +396,7 @@ def solve_rotations_from(joints: np.ndarray, prev_twist: np.ndarray, reference: 
 
     world = frames.take(_WORLD_GATHER, axis=1)
     local = frames.take(_PARENT_GATHER, axis=1).swapaxes(-1, -2) @ world
-    quat = _quaternions(local.reshape(-1, 3, 3)).reshape(n, NUM_RIG, 4)
+    quat = _quaternions(local.reshape(n * NUM_RIG, 3, 3)).reshape(n, NUM_RIG, 4)
     # Continuity: each quaternion in the hemisphere of the previous one (no sign flips).
     np.negative(quat, out=quat, where=(quat * reference) @ _ONES41 < 0)
     return RigPose(quat, world, axes[:, NUM_TWIST:2 * NUM_TWIST])

@@ -135,7 +135,7 @@ class MotionStage:
         # Conform every valid, finite pose of a stream that has a body, also one that was kept
         # out of the estimate (a bone out of range): its other bones are still worth keeping.
         consistent, bones = rebuild(clean[:, :1], vectors, norms, lengths)
-        solved_all = np.count_nonzero(has_body) == n
+        solved_all = n > 0 and np.count_nonzero(has_body) == n
         if not solved_all:
             consistent = np.where(has_body[:, None, None], consistent, joints)
         rig = consistent * _CAMERA_TO_RIG

@@ -174,3 +174,10 @@ def test_quaternion_conversion_equals_the_public_api():
     it gives what Rotation.from_matrix(...).as_quat() gives."""
     m = Rotation.random(500, random_state=7).as_matrix()
     np.testing.assert_array_equal(rig._quaternions(m), Rotation.from_matrix(m, assume_valid=True).as_quat())
+
+
+def test_an_empty_batch_gives_empty_outputs():
+    a, b = MotionStage().process([], np.zeros((0, 17, 3))), ref.ReferenceMotionStage().process([], np.zeros((0, 17, 3)))
+    for f in FIELDS + FLAGS:
+        assert getattr(a, f).shape == getattr(b, f).shape, f
+    assert solve_rotations(np.zeros((0, 17, 3))).local.shape == (0, rig.NUM_RIG, 4)
