@@ -116,7 +116,7 @@ class MotionStage:
                 candidates = np.empty(n, bool)
                 candidates.fill(True)  # np.ones: three times slower at this size
             else:
-                candidates = np.asarray(valid, dtype=bool)
+                candidates = np.array(valid, dtype=bool)  # a copy: it is returned as the batch's valid
         else:
             finite = finite.all(axis=(1, 2))
             clean = np.where(finite[:, None, None], joints, 0.0)  # inf - inf would warn
