@@ -76,6 +76,12 @@ for _j in range(1, NUM_JOINTS):
 MIN_BONE_M = 0.01
 MAX_BONE_M = 1.5
 
+# Bone vectors as one matrix product: _BONE_DIFFERENCES @ joints (..., 17, 3) -> (..., 16, 3).
+_BONE_DIFFERENCES = np.zeros((NUM_BONES, NUM_JOINTS))
+_BONE_DIFFERENCES[np.arange(NUM_BONES), BONE_CHILDREN] = 1.0
+_BONE_DIFFERENCES[np.arange(NUM_BONES), BONE_PARENTS] -= 1.0
+_ONES31 = np.ones((3, 1))
+
 
 def bone_vectors(poses: np.ndarray) -> np.ndarray:
     """(..., 17, 3) joints -> (..., 16, 3) vectors parent -> child."""
@@ -103,11 +109,9 @@ def usable_poses(poses: np.ndarray, valid: np.ndarray | None = None) -> np.ndarr
     """(N,) bool: which poses may enter a body estimate (valid flag, finite, sane bones)."""
     poses = np.asarray(poses, dtype=np.float64)
     finite = np.isfinite(poses).all(axis=(-1, -2))
-    lengths = bone_lengths(np.where(finite[..., None, None], poses, 0.0))  # inf - inf would warn
-    ok = finite & ((lengths >= MIN_BONE_M) & (lengths <= MAX_BONE_M)).all(axis=-1)
     if valid is not None:
-        ok &= np.asarray(valid, dtype=bool)
-    return ok
+        finite &= np.asarray(valid, dtype=bool)
+    return usable_lengths(bone_lengths(np.where(finite[..., None, None], poses, 0.0)), finite)  # inf - inf would warn
 
 
 def _running_median(buffer: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -130,6 +134,7 @@ class BodyUpdate:
     settled_now: np.ndarray  # ... and did so in this update
     changed: np.ndarray  # some bone moved more than change_threshold since last reported (incl. settled_now)
     used: np.ndarray  # the slot's pose entered the estimate in this update
+    reported: np.ndarray | None = None  # (S, 16) the lengths last reported (after this update), NaN: none yet
 
 
 class BodyEstimator:
@@ -160,6 +165,8 @@ class BodyEstimator:
         self.reported = np.empty((0, NUM_BONES))
         self.count = np.empty(0, dtype=np.int64)
         self.buffer = np.empty((0, self.warmup, NUM_BONES))
+        # Symmetry as one matrix product: each bone of a left/right pair takes their mean.
+        self._symmetrize = symmetrize(np.eye(NUM_BONES))
         self.grow(num_streams)
 
     @property
@@ -192,40 +199,100 @@ class BodyEstimator:
         n = poses.shape[0]
         slots = np.arange(n) if slots is None else np.asarray(slots, dtype=np.int64)
         use = usable_poses(poses, valid)
-        obs = bone_lengths(np.where(use[:, None, None], poses, 0.0))
-        if self.symmetric:
-            obs = symmetrize(obs)
-        before = self.count[slots].copy()
-        warming = use & (before < self.warmup)
-        adapting = use & (before >= self.warmup)
+        return self.update_lengths(bone_lengths(np.where(use[:, None, None], poses, 0.0)), use, slots)
 
-        if warming.any():
-            w_slots = slots[warming]
-            self.buffer[w_slots, before[warming]] = obs[warming]
-            self.count[w_slots] += 1
-            self.lengths[w_slots] = _running_median(self.buffer[w_slots], self.count[w_slots])
-        if adapting.any():
-            a_slots = slots[adapting]
-            cur = self.lengths[a_slots]
+    def update_lengths(self, observed: np.ndarray, use: np.ndarray, slots: np.ndarray) -> BodyUpdate:
+        """:meth:`update` from the poses' bone lengths ``observed`` (N, 16) and which of them
+        may enter the estimate, ``use`` (N,) (see :func:`usable_poses`; the rows that may not
+        are ignored, whatever they hold). ``slots``: (N,) distinct slot indices."""
+        obs = observed @ self._symmetrize if self.symmetric else observed
+        before = self.count.take(slots)
+        settled_before = before >= self.warmup
+        adapting = use & settled_before
+        if np.count_nonzero(adapting) == len(slots):
+            # Every slot settled and every pose usable: the steady state, and the fast path.
+            cur = self.lengths.take(slots, axis=0)
             limit = self.clip * cur
-            self.lengths[a_slots] = cur + self.rate * np.minimum(np.maximum(obs[adapting] - cur, -limit), limit)
-
-        settled_after = self.count[slots] >= self.warmup
-        settled_now = settled_after & (before < self.warmup)
-        # NaN (nothing reported yet) divides quietly; lengths are never 0 (bones >= 1 cm). No
-        # errstate or nanmax here: at batch 1 their overhead was a tenth of this method.
-        rel = np.abs(self.lengths[slots] / self.reported[slots] - 1.0)
-        changed = settled_now | (settled_after & (np.where(np.isnan(rel), 0.0, rel).max(axis=1)
-                                                  > self.change_threshold))
-        if changed.any():
-            self.reported[slots[changed]] = self.lengths[slots[changed]]
-        return BodyUpdate(self.lengths[slots].copy(), settled_after, settled_now, changed, use)
+            new = cur + self.rate * np.minimum(np.maximum(obs - cur, -limit), limit)
+            self.lengths[slots] = new
+            reported = self.reported.take(slots, axis=0)
+            moved = np.abs(new / reported - 1.0) > self.change_threshold
+            if not np.count_nonzero(moved):  # nothing to report: the usual case
+                no = np.zeros(len(slots), bool)
+                return BodyUpdate(new, settled_before, no, no.copy(), use, reported)
+            settled_after = settled_before
+            changed = moved.any(axis=1)
+        else:
+            warming = use & ~settled_before
+            if np.count_nonzero(warming):
+                w_slots = slots[warming]
+                self.buffer[w_slots, before[warming]] = obs[warming]
+                self.count[w_slots] += 1
+                self.lengths[w_slots] = _running_median(self.buffer[w_slots], self.count[w_slots])
+            if np.count_nonzero(adapting):
+                a_slots = slots[adapting]
+                cur = self.lengths[a_slots]
+                limit = self.clip * cur
+                self.lengths[a_slots] = cur + self.rate * np.minimum(np.maximum(obs[adapting] - cur, -limit), limit)
+            new = self.lengths.take(slots, axis=0)
+            settled_after = self.count.take(slots) >= self.warmup
+            # NaN (nothing reported yet) compares false; lengths are never 0 (bones >= 1 cm).
+            changed = (settled_after & ~settled_before) | (
+                settled_after & (np.abs(new / self.reported.take(slots, axis=0) - 1.0) > self.change_threshold).any(axis=1))
+        if np.count_nonzero(changed):
+            self.reported[slots[changed]] = new[changed]
+        return BodyUpdate(new, settled_after, settled_after & ~settled_before, changed, use,
+                          self.reported.take(slots, axis=0))
 
 
 # (left bone, right bone) pairs that leave the same joint: the pelvis is the midpoint of the
 # hips and the thorax the midpoint of the shoulders in H36M-17 (and in our training data).
 GIRDLES: tuple[tuple[int, int], ...] = ((_J["left_hip"] - 1, _J["right_hip"] - 1),
                                         (_J["left_shoulder"] - 1, _J["right_shoulder"] - 1))
+# The bone vectors conform uses, as one matrix product with the joints: both bones of a girdle
+# take half the line between their children (left: +, right: -), the other bones are as they are.
+_GIRDLED = _BONE_DIFFERENCES.copy()
+for _left, _right in GIRDLES:
+    _line = 0.5 * (_BONE_DIFFERENCES[_left] - _BONE_DIFFERENCES[_right])
+    _GIRDLED[_left], _GIRDLED[_right] = _line, -_line
+GIRDLED_BONES = _GIRDLED  # (16, 17): the bones of a consistent pose as differences of its joints
+# Rows 0-15: the bones as predicted (for the estimate); rows 16-31: the girdled ones (for conform).
+_MEASURE = np.concatenate([_BONE_DIFFERENCES, _GIRDLED])
+
+
+def measure(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the body estimate and :func:`conform` need of finite poses (N, 17, 3), in one matrix
+    product: (the bone lengths as predicted (N, 16), the bone vectors conform keeps the
+    directions of (the girdles' bones on their shared line) (N, 16, 3), and their lengths as a
+    column (N, 16, 1))."""
+    v = _MEASURE @ poses
+    length = np.sqrt((v * v) @ _ONES31)
+    return length[:, :NUM_BONES, 0], v[:, NUM_BONES:], length[:, NUM_BONES:]
+
+
+def usable_lengths(lengths: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """(N,) bool: which of the poses whose bone lengths are ``lengths`` (N, 16) may enter a body
+    estimate, of the ``candidates`` (N,) (valid and finite; see :func:`usable_poses`)."""
+    sane = (lengths >= MIN_BONE_M) & (lengths <= MAX_BONE_M)
+    if np.count_nonzero(sane) == sane.size:
+        return candidates
+    return candidates & sane.all(axis=-1)
+
+
+def rebuild(root: np.ndarray, vectors: np.ndarray, norms: np.ndarray,
+            lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`conform` of finite poses with a body, from :func:`measure`'s ``vectors`` (N, 16, 3)
+    and ``norms`` (N, 16, 1): the joints (N, 17, 3) from ``root`` (N, 1, 3) outwards, every
+    bone along its vector with its length in ``lengths`` (N, 16) (finite); bones of no length
+    (no direction) stay as they are. Also returns the unit bone directions (N, 16, 3), None
+    when some bone has no length."""
+    lengths = lengths[..., None]
+    short = norms < 1e-9
+    if np.count_nonzero(short):
+        scale = np.where(short, 1.0, lengths / np.where(short, 1.0, norms))
+        return root + ANCESTRY @ (vectors * scale), None
+    unit = vectors / norms
+    return root + ANCESTRY @ (unit * lengths), unit
 
 
 def conform(poses: np.ndarray, lengths: np.ndarray) -> np.ndarray:

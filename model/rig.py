@@ -73,12 +73,13 @@ the hemisphere of the previous frame's (no sign flips); the first is taken with 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .body import BONE_CHILDREN, NUM_BONES
+from .body import BONE_CHILDREN, GIRDLED_BONES, NUM_BONES
 
 RIG_NAMES: tuple[str, ...] = (
     "Hips", "RightUpperLeg", "RightLowerLeg", "RightFoot", "LeftUpperLeg", "LeftLowerLeg", "LeftFoot",
@@ -109,10 +110,20 @@ def camera_to_rig(points: np.ndarray) -> np.ndarray:
 
 
 def rest_offsets(lengths: np.ndarray) -> np.ndarray:
-    """(..., 16) bone lengths -> (..., 19, 3) rest offsets of every rig joint from its parent."""
+    """(..., 16) bone lengths -> (..., 19, 3) rest offsets of every rig joint from its parent.
+    A NaN length makes its own joint's offset NaN."""
     lengths = np.asarray(lengths, dtype=np.float64)
     padded = np.concatenate([lengths, np.zeros(lengths.shape[:-1] + (1,))], axis=-1)
     return REST_DIRECTIONS * padded[..., RIG_BONE][..., None]
+
+
+# rest_offsets of finite lengths as one matrix product: lengths (N, 16) @ _OFFSETS -> (N, 19 * 3).
+_OFFSETS = rest_offsets(np.eye(NUM_BONES)).reshape(NUM_BONES, -1)
+
+
+def rest_offsets_finite(lengths: np.ndarray) -> np.ndarray:
+    """:func:`rest_offsets` of finite lengths (N, 16), in one numpy call (the motion stage's path)."""
+    return (lengths @ _OFFSETS).reshape(len(lengths), NUM_RIG, 3)
 
 
 # --- frames with a secondary direction -------------------------------------------------------
@@ -144,12 +155,61 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.where(n < 1e-12, 1.0, n)
 
 
-_I1, _I2 = [1, 2, 0], [2, 0, 1]
+# --- the solver ------------------------------------------------------------------------------
+# At batch 1 the stage's cost is the number of numpy calls, not their size (each is about a
+# microsecond on arrays this small), so the solver is written as few calls over all joints at
+# once: every direction it needs is one gather of the unit bone directions (or one matrix
+# product of the joints and one normalisation), cross products are one gather and product on
+# contiguous blocks, the twist frames are one signed gather of their axes, the swings a closed
+# form, and the rig's world and local rotations two gathers and one product. It computes what
+# the step-by-step version (tests/motion_reference.py) computed, to rounding.
+
+# Every joint difference, as rows of a (23, 17) matrix of +-1: primaries, secondary lines, arm
+# bones (for the elbow planes), swing bones.
+_LINES = np.array([[0, 7], [1, 4], [1, 4], [14, 11], [7, 8]])  # spine, hip line x2, shoulder line, spine up
+_ARM_BONES = np.array([[11, 12], [14, 15], [12, 13], [15, 16]])  # upper arms, then forearms
+_PAIRS = np.concatenate([_PRIMARY, _LINES, _ARM_BONES, _SWING_BONE])
+_P, _L, _A, _S = 0, len(_PRIMARY), len(_PRIMARY) + len(_LINES), len(_PRIMARY) + len(_LINES) + len(_ARM_BONES)
+_DIFFERENCES = np.zeros((len(_PAIRS), 17))
+_DIFFERENCES[np.arange(len(_PAIRS)), _PAIRS[:, 1]] += 1.0
+_DIFFERENCES[np.arange(len(_PAIRS)), _PAIRS[:, 0]] -= 1.0
+# ... and each of them as a bone of body.conform's consistent pose (whose girdles' bones lie on
+# one line): the direction of difference r is the direction of bone _PAIR_BONE[r].
+def _bone_along(row: np.ndarray) -> int:
+    """The bone of GIRDLED_BONES that the joint difference ``row`` (17,) is a positive multiple of."""
+    for b, bone in enumerate(GIRDLED_BONES):
+        if np.allclose(row * np.abs(bone).max(), bone * np.abs(row).max()):
+            return b
+    raise ValueError(f"{row} is not along a bone")
+
+
+_PAIR_BONE = np.array([_bone_along(row) for row in _DIFFERENCES])
+_ONES3, _ONES31, _ONES41 = np.ones(3), np.ones((3, 1)), np.ones((4, 1))
+_EYE = np.eye(3)
+_I1, _I2 = np.array([1, 2, 0]), np.array([2, 0, 1])
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """np.cross for (..., 3), without its axis juggling (a third of the time on small arrays)."""
-    return a[..., _I1] * b[..., _I2] - a[..., _I2] * b[..., _I1]
+    """np.cross for (..., 3) (which costs 20 us on small arrays); ``take`` is four times
+    cheaper than fancy indexing."""
+    return a.take(_I1, axis=-1) * b.take(_I2, axis=-1) - a.take(_I2, axis=-1) * b.take(_I1, axis=-1)
+
+
+def _cross_gathers(a: list[int], b: list[int]) -> np.ndarray:
+    """Indices into flat rows of 3-vectors (N, K * 3) that gather, as (N, 2, 2, len(a), 3),
+    the factors of the cross products a[i] x b[i] (a, b: vector indices): see :func:`_crosses`."""
+    a, b = np.asarray(a)[:, None], np.asarray(b)[:, None]
+    return np.stack([[3 * a + _I1, 3 * a + _I2], [3 * b + _I2, 3 * b + _I1]]).reshape(-1)
+
+
+def _crosses(vectors: np.ndarray, gathers: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The cross products that ``gathers`` (:func:`_cross_gathers`) names, of ``vectors``
+    (N, K, 3): four numpy calls for all of them, on contiguous blocks."""
+    n = vectors.shape[0]
+    g = vectors.reshape(n, 3 * vectors.shape[1]).take(gathers, axis=1).reshape(n, 2, 2, len(gathers) // 12, 3)
+    # ... factor, term, product, xyz
+    p = g[:, 0] * g[:, 1]
+    return np.subtract(p[:, 0], p[:, 1], out=out)
 
 
 def _basis(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
@@ -159,47 +219,78 @@ def _basis(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
     return np.stack([e1, e2, _cross(e1, e2)], axis=-1)
 
 
+def _signed_axis(v: np.ndarray) -> tuple[int, float]:
+    (axis,) = np.flatnonzero(v)
+    return int(axis), float(v[axis])
+
+
+# A twist frame is basis (e1 e2 e3) @ rest basis^T, and a rest basis is a signed permutation:
+# column l of the frame is sign * e_m. With the axes of all 7 frames in one array (N, 3 * 7, 3)
+# (every e1, then every e2, then every e3), the frames (N, 7 * 9) are one gather of its flat
+# entries times a sign.
 _REST_BASES = _basis(_PRIMARY_REST, _SECONDARY_REST)  # (7, 3, 3)
+_FRAME_SOURCE = np.empty((NUM_TWIST, 3, 3), dtype=np.intp)
+_FRAME_SIGN = np.empty((NUM_TWIST, 3, 3))
+for _k in range(NUM_TWIST):
+    for _l in range(3):
+        _m, _sign = _signed_axis(_REST_BASES[_k, _l])  # row l of the rest basis = column l of its transpose
+        _FRAME_SOURCE[_k, :, _l] = 3 * (NUM_TWIST * _m + _k) + np.arange(3)
+        _FRAME_SIGN[_k, :, _l] = _sign
+_FRAME_SOURCE, _FRAME_SIGN = _FRAME_SOURCE.reshape(-1), _FRAME_SIGN.reshape(1, -1)
+# A swing joint's rest direction seen from its parent's frame is one of the parent's axes
+# e_m: the bone direction its parent's frame would give it.
+_SWING_FROM = np.empty((NUM_TWIST, 3), dtype=np.intp)
+for _i, (_k, _u) in enumerate(zip(_SWING_PARENT, _SWING_REST)):
+    _m, _sign = _signed_axis(_REST_BASES[_k].T @ _u)  # the parent frame maps rest u to sign * e_m
+    assert _sign == 1.0
+    _SWING_FROM[_i] = 3 * (NUM_TWIST * _m + _k) + np.arange(3)
+_SWING_FROM = _SWING_FROM.reshape(-1)
+_AXES_GATHER = np.concatenate([_FRAME_SOURCE, _SWING_FROM])
+# Constants shaped like the arrays they meet at batch 1: numpy's same-shape path is the cheap one.
+_CARRY_FULL = np.repeat(_CARRY[None, :, None], 3, axis=2)  # (1, 7, 3)
+_NORMALS = _cross_gathers([_A, _A + 1], [_A + 2, _A + 3])  # upper arm x forearm, of the 23 directions
+_E3 = _cross_gathers(list(range(NUM_TWIST)), list(range(NUM_TWIST, 2 * NUM_TWIST)))  # e1 x e2, of (e1, e2)
+_SIGNED = np.nonzero(_ALIGN_SIGN)[0]
+assert (_SIGNED == np.arange(_SIGNED[0], NUM_TWIST)).all()  # the hinge axes come last
+_HINGE = slice(int(_SIGNED[0]), NUM_TWIST)
+_SWING_REST_ROW = _SWING_REST[:, None, :]  # (7, 1, 3)
+_TWO_SWING_REST = 2.0 * _SWING_REST_ROW
+_PERPENDICULAR = np.roll(_SWING_REST, 1, axis=-1)[:, :, None]  # (7, 3, 1): for half turns
+
+# The world rotations of all 19 rig joints gathered from one (N, 15, 3, 3) array: the 7 twist
+# frames, the 7 swing frames, the identity (the root's "parent").
+_FRAME_SLOT = {int(j): i for i, j in enumerate(_FRAME_JOINTS)}
+_FRAME_SLOT.update({int(j): NUM_TWIST + i for i, j in enumerate(_SWING_JOINTS)})
+_FRAME_SLOT.update({leaf: _FRAME_SLOT[parent] for leaf, parent in _LEAVES.items()})
+_IDENTITY_SLOT = 2 * NUM_TWIST
+_WORLD_GATHER = np.array([_FRAME_SLOT[j] for j in range(NUM_RIG)])
+_PARENT_GATHER = np.array([_IDENTITY_SLOT if p < 0 else _FRAME_SLOT[p] for p in RIG_PARENTS])
 
 
-# Every joint difference the solver needs, taken in one indexing operation (at batch 1 the
-# cost is the number of numpy calls, not their size): primaries, secondary lines, arm bones
-# (for the elbow planes), swing bones.
-_LINES = np.array([[0, 7], [1, 4], [1, 4], [14, 11], [7, 8]])  # spine, hip line x2, shoulder line, spine up
-_ARM_BONES = np.array([[11, 12], [14, 15], [12, 13], [15, 16]])  # upper arms, then forearms
-_PAIRS = np.concatenate([_PRIMARY, _LINES, _ARM_BONES, _SWING_BONE])
-_P, _L, _A, _S = 0, len(_PRIMARY), len(_PRIMARY) + len(_LINES), len(_PRIMARY) + len(_LINES) + len(_ARM_BONES)
+def _public_quaternions(matrices: np.ndarray) -> np.ndarray:
+    """Quaternions [x, y, z, w] of rotation matrices (M, 3, 3). assume_valid: every matrix the
+    solver makes is a product of orthonormal frames (no re-orthogonalisation needed)."""
+    return Rotation.from_matrix(matrices, assume_valid=True).as_quat()
 
 
-def _differences(j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(primaries (N, 7, 3), raw secondaries (N, 7, 3), swing bones (N, 7, 3)) of rig-frame
-    joints (N, 17, 3). Lines are unit vectors; an elbow-plane normal (upper arm × forearm over
-    both lengths) has the size sin(elbow angle), so it fades as the arm straightens."""
-    d = j[:, _PAIRS[:, 1]] - j[:, _PAIRS[:, 0]]
-    length = _norm(d)
-    length = np.where(length < 1e-12, 1.0, length)
-    unit = d / length[..., None]
-    normals = _cross(unit[:, _A:_A + 2], unit[:, _A + 2:_S])
-    return d[:, _P:_L], np.concatenate([unit[:, _L:_A], normals], axis=1), d[:, _S:]
+def _backend_quaternions() -> Callable[..., np.ndarray] | None:
+    """scipy's own compiled matrix -> quaternion routine, which ``Rotation.from_matrix`` calls
+    after 10 us of array-API dispatch (most of the solver's scipy time at batch 1), when this
+    scipy has it and it gives exactly what the public API gives; else None."""
+    try:
+        from scipy.spatial.transform import _rotation_cy  # private: checked below, else unused
+
+        probe = Rotation.random(64, random_state=0).as_matrix()
+        probe[0], probe[1] = np.eye(3), np.diag([1.0, -1.0, -1.0])
+        fast = _rotation_cy.from_matrix
+        if np.array_equal(np.asarray(fast(probe, assume_valid=True)), _public_quaternions(probe)):
+            return lambda m: np.asarray(fast(m, assume_valid=True))
+    except Exception:  # noqa: BLE001 - any failure means: use the public API
+        pass
+    return None
 
 
-def _swing(parent: np.ndarray, rest: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    """Shortest rotation (matrices, in the parent's frame) turning ``rest`` onto ``direction``
-    expressed in the parent frame. parent: (N, K, 3, 3), rest: (K, 3), direction: (N, K, 3)."""
-    v = _unit(np.einsum("nkji,nkj->nki", parent, direction))
-    u = np.broadcast_to(rest, v.shape)
-    axis = _cross(u, v)
-    c = np.add.reduce(u * v, axis=-1)
-    k = np.zeros(v.shape + (3,))
-    k[..., 0, 1], k[..., 0, 2], k[..., 1, 2] = -axis[..., 2], axis[..., 1], -axis[..., 0]
-    k[..., 1, 0], k[..., 2, 0], k[..., 2, 1] = axis[..., 2], -axis[..., 1], axis[..., 0]
-    opposite = c < -1 + 1e-9
-    scale = 1.0 / np.where(opposite, 1.0, 1.0 + c)
-    r = np.eye(3) + k + (k @ k) * scale[..., None, None]
-    if opposite.any():  # half turn about an axis perpendicular to the rest direction
-        perp = np.roll(np.broadcast_to(rest, v.shape), 1, axis=-1)
-        r = np.where(opposite[..., None, None], 2 * perp[..., :, None] * perp[..., None, :] - np.eye(3), r)
-    return r
+_quaternions = _backend_quaternions() or _public_quaternions
 
 
 @dataclass
@@ -220,54 +311,95 @@ def solve_rotations(joints: np.ndarray, prev_twist: np.ndarray | None = None,
     """
     j = np.asarray(joints, dtype=np.float64)
     n = j.shape[0]
-    primary, raw, bone = _differences(j)
-    e1 = _unit(primary)
-    raw = raw - np.add.reduce(raw * e1, axis=-1, keepdims=True) * e1
-    if prev_twist is not None:
-        prev = np.asarray(prev_twist, dtype=np.float64)
-        have = np.isfinite(prev).all(axis=-1)
-        prev = np.where(have[..., None], prev, 0.0)
-        prev = prev - np.add.reduce(prev * e1, axis=-1, keepdims=True) * e1
-        flip = _ALIGN_SIGN & (np.add.reduce(raw * prev, axis=-1) < 0)
-        raw = np.where(flip[..., None], -raw, raw)
-        secondary = raw + _CARRY[:, None] * prev
+    if prev_twist is None:
+        prev_twist = np.zeros((n, NUM_TWIST, 3))
     else:
-        secondary = raw
-    weak = _norm(secondary) < 1e-9  # no information at all (first frame, straight arm): the rest
-    if weak.any():                  # secondary, or the world axis most across the bone if it is not
-        along = np.abs(np.add.reduce(e1 * _SECONDARY_REST, axis=-1)) > 0.9
-        fallback = np.where(along[..., None], np.eye(3)[np.argmin(np.abs(e1), axis=-1)], _SECONDARY_REST)
-        fallback = fallback - np.add.reduce(fallback * e1, axis=-1, keepdims=True) * e1
-        secondary = np.where(weak[..., None], fallback, secondary)
-    frames = _basis(primary, secondary) @ np.swapaxes(_REST_BASES, -1, -2)  # (N, 7, 3, 3)
-
-    world = np.empty((n, NUM_RIG, 3, 3))
-    world[:, _FRAME_JOINTS] = frames
-    world[:, _SWING_JOINTS] = frames[:, _SWING_PARENT] @ _swing(frames[:, _SWING_PARENT], _SWING_REST, bone)
-    for leaf, parent in _LEAVES.items():
-        world[:, leaf] = world[:, parent]
-
-    parents = np.array(RIG_PARENTS)
-    local = np.empty_like(world)
-    local[:, 0] = world[:, 0]
-    local[:, 1:] = np.swapaxes(world[:, parents[1:]], -1, -2) @ world[:, 1:]
-    # assume_valid: every matrix is a product of orthonormal frames (no re-orthogonalisation
-    # needed), and skipping scipy's checks is a fifth of the stage's time at batch 1.
-    quat = Rotation.from_matrix(local.reshape(-1, 3, 3), assume_valid=True).as_quat().reshape(n, NUM_RIG, 4)
-    quat = continuous_quaternions(quat, prev_local)
-    twist = _unit(secondary)
-    return RigPose(quat, world, twist)
-
-
-def continuous_quaternions(quat: np.ndarray, prev: np.ndarray | None) -> np.ndarray:
-    """Flip each quaternion (N, J, 4) into the hemisphere of ``prev`` (same shape, NaN: none;
-    then w ≥ 0)."""
-    reference = np.zeros_like(quat)
+        prev_twist = np.asarray(prev_twist, dtype=np.float64)
+        prev_twist = np.where(np.isfinite(prev_twist).all(axis=-1, keepdims=True), prev_twist, 0.0)
+    reference = np.zeros((n, NUM_RIG, 4))
     reference[..., 3] = 1.0
-    if prev is not None:
-        prev = np.asarray(prev, dtype=np.float64)
-        reference = np.where(np.isfinite(prev).all(axis=-1, keepdims=True), prev, reference)
-    return np.where((np.add.reduce(quat * reference, axis=-1) < 0)[..., None], -quat, quat)
+    if prev_local is not None:
+        prev_local = np.asarray(prev_local, dtype=np.float64)
+        reference = np.where(np.isfinite(prev_local).all(axis=-1, keepdims=True), prev_local, reference)
+    return solve_rotations_from(j, prev_twist, reference)
+
+
+def solve_rotations_from(joints: np.ndarray, prev_twist: np.ndarray, reference: np.ndarray,
+                         bones: np.ndarray | None = None) -> RigPose:
+    """:func:`solve_rotations` for callers that keep their state finite: ``joints`` (N, 17, 3)
+    float64; ``prev_twist`` (N, 7, 3), zero rows where there is no previous frame;
+    ``reference`` (N, 19, 4) the previous quaternions, ``[0, 0, 0, 1]`` where none. Nothing
+    is checked (the motion stage's per-pose path). ``bones``: the unit bone directions
+    (N, 16, 3) of the joints, rig frame, when the caller has them (:func:`body.rebuild`
+    does): then every direction the solver needs is one of them (no bone may be of no
+    length)."""
+    n = joints.shape[0]
+    if bones is None:
+        d = _DIFFERENCES @ joints  # (N, 23, 3)
+        length = np.sqrt((d * d) @ _ONES3)
+        tiny = length < 1e-12
+        length[tiny] = 1.0
+        unit = d / length[..., None]
+        tiny = tiny[:, _S:] if np.count_nonzero(tiny[:, _S:]) else None
+    else:
+        unit = bones.take(_PAIR_BONE, axis=1)
+        tiny = None
+    e1 = unit[:, _P:_L]
+    # Raw secondaries: the lines, then the elbow-plane normals (upper arm x forearm, whose size
+    # sin(elbow angle) fades as the arm straightens).
+    raw = np.concatenate([unit[:, _L:_A], _crosses(unit, _NORMALS)], axis=1)
+    # A hinge's axis has no sign: keep the elbow normal on the previous one's side. (The normal
+    # is already off its primary, the upper arm, so the sign of its dot product with the
+    # previous one is the sign of the two taken off the primary.) Sums over x, y, z are
+    # products with a column of ones: (N, K, 1), ready to broadcast without indexing.
+    hinge = raw[:, _HINGE]
+    np.negative(hinge, out=hinge, where=(hinge * prev_twist[:, _HINGE]) @ _ONES31 < 0)
+    secondary = raw + _CARRY_FULL * prev_twist
+    off = secondary - ((secondary * e1) @ _ONES31) * e1
+    size = np.sqrt((off * off) @ _ONES31)
+    weak = size < 1e-9  # no information at all (first frame, straight arm): the rest
+    if np.count_nonzero(weak):  # secondary, or the world axis most across the bone if it is not
+        along = np.abs(np.add.reduce(e1 * _SECONDARY_REST, axis=-1, keepdims=True)) > 0.9
+        fallback = np.where(along, _EYE[np.argmin(np.abs(e1), axis=-1)], _SECONDARY_REST)
+        off = np.where(weak, fallback - np.add.reduce(fallback * e1, axis=-1, keepdims=True) * e1, off)
+        size = np.sqrt(np.add.reduce(off * off, axis=-1, keepdims=True))
+    axes = np.empty((n, 3 * NUM_TWIST, 3))  # e1 of the 7 frames, then e2, then e3 = e1 x e2
+    axes[:, :NUM_TWIST] = e1
+    np.divide(off, size, out=axes[:, NUM_TWIST:2 * NUM_TWIST])
+    _crosses(axes[:, :2 * NUM_TWIST], _E3, out=axes[:, 2 * NUM_TWIST:])
+    gathered = axes.reshape(n, 9 * NUM_TWIST).take(_AXES_GATHER, axis=1)  # the frames' columns, then the swings' x
+
+    frames = np.empty((n, 2 * NUM_TWIST + 1, 3, 3))
+    frames[:, _IDENTITY_SLOT] = _EYE
+    np.multiply(gathered[:, :9 * NUM_TWIST], _FRAME_SIGN, out=frames.reshape(n, 9 * (2 * NUM_TWIST + 1))[:, :9 * NUM_TWIST])
+
+    # Swings: the shortest rotation R turning the direction x = P u that the parent's frame P
+    # gives the bone (u: its rest direction) onto the bone y is R = I + 2 y x^T - s s^T / (1 + c),
+    # s = x + y, c = x.y (the product of two reflections), and the joint's world frame is
+    # R P = P + 2 y u^T - s (u + P^T y)^T / (1 + c), as x^T P = u^T.
+    x = gathered[:, 9 * NUM_TWIST:].reshape(n, NUM_TWIST, 3)
+    y = unit[:, _S:]
+    c = (x * y) @ _ONES31
+    opposite = c < -1 + 1e-9
+    half_turns = np.count_nonzero(opposite)
+    if half_turns:
+        c = np.where(opposite, 0.0, c)
+    parent = frames.take(_SWING_PARENT, axis=1)
+    swung = frames[:, NUM_TWIST:_IDENTITY_SLOT]
+    np.subtract(parent + y[..., :, None] * _TWO_SWING_REST,
+                ((x + y) / (1.0 + c))[..., :, None] * (_SWING_REST_ROW + (y[..., None, :] @ parent)), out=swung)
+    if tiny is not None:  # a bone of no length: no swing (a zero direction has no rotation)
+        swung[...] = np.where(tiny[..., None, None], parent, swung)
+    if half_turns:  # half turn about an axis perpendicular to the rest direction
+        perp = (parent @ _PERPENDICULAR)[..., 0]
+        swung[...] = np.where(opposite[..., None], (2 * perp[..., :, None] * perp[..., None, :] - _EYE) @ parent, swung)
+
+    world = frames.take(_WORLD_GATHER, axis=1)
+    local = frames.take(_PARENT_GATHER, axis=1).swapaxes(-1, -2) @ world
+    quat = _quaternions(local.reshape(n * NUM_RIG, 3, 3)).reshape(n, NUM_RIG, 4)
+    # Continuity: each quaternion in the hemisphere of the previous one (no sign flips).
+    np.negative(quat, out=quat, where=(quat * reference) @ _ONES41 < 0)
+    return RigPose(quat, world, axes[:, NUM_TWIST:2 * NUM_TWIST])
 
 
 def solve_sequence(joints: np.ndarray) -> np.ndarray:

@@ -12,6 +12,16 @@ A pose that is not valid (the protocol's ``valid = false``) or not finite neithe
 body estimate nor moves the rotation state: its joints are passed through and its rotations
 are the stream's previous ones (identity before any). A valid pose with a bone out of range
 (say a nose-to-head bone of 8 mm) stays out of the estimate but is still conformed.
+
+**Cost.** At batch 1 the stage's cost is the number of numpy calls (each about a microsecond
+on arrays this small), not their size; the stage makes about a hundred, ~0.1 ms on the
+2-core Xeon it was tuned on (``python -m poselift.bench.motion --time-only``; 4x less than
+the step-by-step version it replaced, kept in tests/motion_reference.py). In a live loop
+each call is about twice as dear as in a benchmark loop: the model step between two calls
+evicts the stage's code and data from the CPU caches (the bench's ``cold_*`` figures
+reproduce it by reading 4 MiB between calls). Run torch with one thread there (the apps'
+default): a second OpenMP thread spin-waits after each model step and, on a busy 2-core
+machine, the stage then loses whole scheduler slices (milliseconds) in some processes.
 """
 
 from __future__ import annotations
@@ -21,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from poselift.model.body import NUM_BONES, BodyEstimator, conform
-from poselift.model.rig import NUM_RIG, NUM_TWIST, camera_to_rig, rest_offsets, solve_rotations
+from poselift.model.body import NUM_BONES, BodyEstimator, measure, rebuild, usable_lengths
+from poselift.model.rig import NUM_RIG, NUM_TWIST, camera_to_rig, rest_offsets_finite, solve_rotations_from
 
 
 @dataclass
@@ -43,14 +53,20 @@ class MotionBatch:
 
 
 class MotionStage:
-    """Per-stream bodies and rotations; ``**body_options`` go to :class:`BodyEstimator`."""
+    """Per-stream bodies and rotations; ``**body_options`` go to :class:`BodyEstimator`.
+
+    At batch 1 the stage's cost is the number of numpy calls, not their size, so
+    :meth:`process` is written for few of them: one matrix product measures the bones for
+    both the estimate and the conform step, the steady state (every stream settled, every pose
+    valid) takes no masks, and the rotation state is kept finite (zeros and identity
+    quaternions for "none") so that nothing needs cleaning before the solver."""
 
     def __init__(self, **body_options: object) -> None:
         self.body = BodyEstimator(0, **body_options)  # type: ignore[arg-type]
         self._slots: dict[str, int] = {}
         self._free: list[int] = []
-        self._twist = np.empty((0, NUM_TWIST, 3))
-        self._local = np.empty((0, NUM_RIG, 4))
+        self._twist = np.empty((0, NUM_TWIST, 3))  # previous twist directions; zeros: none
+        self._local = np.empty((0, NUM_RIG, 4))  # previous quaternions; identity: none
 
     @property
     def streams(self) -> list[str]:
@@ -65,8 +81,8 @@ class MotionStage:
         else:
             slot = self.body.num_streams
             self.body.grow(slot + 1)
-            self._twist = np.concatenate([self._twist, np.full((1, NUM_TWIST, 3), np.nan)])
-            self._local = np.concatenate([self._local, np.full((1, NUM_RIG, 4), np.nan)])
+            self._twist = np.concatenate([self._twist, np.zeros((1, NUM_TWIST, 3))])
+            self._local = np.concatenate([self._local, _IDENTITY[None]])
         self._slots[stream] = slot
         return slot
 
@@ -76,8 +92,8 @@ class MotionStage:
         if slot is None:
             return
         self.body.reset(slot)
-        self._twist[slot] = np.nan
-        self._local[slot] = np.nan
+        self._twist[slot] = 0.0
+        self._local[slot] = _IDENTITY
         self._free.append(slot)
 
     def process(self, streams: Sequence[str], joints: np.ndarray, valid: np.ndarray | None = None,
@@ -90,35 +106,65 @@ class MotionStage:
             raise ValueError(f"expected joints of shape ({n}, 17, 3), got {joints.shape}")
         if len(set(streams)) != n:
             raise ValueError("a batch holds at most one pose per stream")
-        valid = np.ones(n, bool) if valid is None else np.asarray(valid, dtype=bool)
-        slots = np.fromiter((self._slot(s) for s in streams), dtype=np.int64, count=n)
+        known = self._slots.get
+        slots = np.array([known(s) if s in self._slots else self._slot(s) for s in streams], dtype=np.intp)
 
-        update = self.body.update(joints, valid, slots)
+        finite = np.isfinite(joints)
+        if np.count_nonzero(finite) == finite.size:
+            clean = joints
+            if valid is None:
+                candidates = np.empty(n, bool)
+                candidates.fill(True)  # np.ones: three times slower at this size
+            else:
+                candidates = np.array(valid, dtype=bool)  # a copy: it is returned as the batch's valid
+        else:
+            finite = finite.all(axis=(1, 2))
+            clean = np.where(finite[:, None, None], joints, 0.0)  # inf - inf would warn
+            candidates = finite if valid is None else finite & np.asarray(valid, dtype=bool)
+        observed, vectors, norms = measure(clean)
+        update = self.body.update_lengths(observed, usable_lengths(observed, candidates), slots)
         # Once settled, poses take the lengths last reported (skeleton_changed), not the live
         # estimate: then the skeleton a consumer was told, the rotations and the joints agree
         # exactly (forward kinematics gives the joints back), until the next notable change.
-        lengths = np.where(update.settled[:, None], self.body.reported[slots], update.lengths)
+        if np.count_nonzero(update.settled) == n:
+            lengths = update.reported
+            has_body = candidates  # a settled body's lengths are finite
+        else:
+            lengths = np.where(update.settled[:, None], update.reported, update.lengths)
+            has_body = candidates & np.isfinite(lengths).all(axis=1)
         # Conform every valid, finite pose of a stream that has a body, also one that was kept
         # out of the estimate (a bone out of range): its other bones are still worth keeping.
-        has_body = valid & np.isfinite(joints).all(axis=(1, 2)) & np.isfinite(lengths).all(axis=1)
-        consistent = np.where(has_body[:, None, None], conform(joints, lengths), joints)
-        rig = camera_to_rig(consistent)
+        consistent, bones = rebuild(clean[:, :1], vectors, norms, lengths)
+        solved_all = n > 0 and np.count_nonzero(has_body) == n
+        if not solved_all:
+            consistent = np.where(has_body[:, None, None], consistent, joints)
+        rig = consistent * _CAMERA_TO_RIG
         # The Hips' position: the pose's own pelvis (the lifter's is near, not at, the origin)
         # plus the trajectory's root, so forward kinematics from it gives rig + root back.
-        rig_root = rig[:, 0] + (0.0 if root is None else camera_to_rig(root))
+        rig_root = rig[:, 0] if root is None else rig[:, 0] + camera_to_rig(root)
 
-        rotations = self._local[slots].copy()
-        never = ~np.isfinite(rotations).all(axis=(1, 2))
-        rotations[never] = np.array([0.0, 0.0, 0.0, 1.0])
-        if has_body.any():
-            use = slots[has_body]
-            solved = solve_rotations(rig[has_body], self._twist[use], self._local[use])
-            rotations[has_body] = solved.local
-            self._twist[use] = solved.twist
-            self._local[use] = solved.local
-        offsets = rest_offsets(np.where(np.isfinite(lengths), lengths, 0.0))
-        return MotionBatch(list(streams), consistent, rig, rig_root, rotations, lengths, offsets,
-                           has_body, update.settled, update.changed)
+        offsets = None
+        if solved_all:
+            solved = solve_rotations_from(rig, self._twist.take(slots, axis=0), self._local.take(slots, axis=0),
+                                          None if bones is None else bones * _CAMERA_TO_RIG)
+            self._twist[slots] = solved.twist
+            self._local[slots] = rotations = solved.local
+        else:
+            # A pose that is not solved keeps its stream's previous rotations (identity before any).
+            rotations = self._local.take(slots, axis=0)
+            if np.count_nonzero(has_body):
+                use = slots[has_body]
+                solved = solve_rotations_from(rig[has_body], self._twist[use], rotations[has_body],
+                                              None if bones is None else bones[has_body] * _CAMERA_TO_RIG)
+                rotations[has_body] = solved.local
+                self._twist[use] = solved.twist
+                self._local[use] = solved.local
+            offsets = rest_offsets_finite(np.where(np.isfinite(lengths), lengths, 0.0))
+        return MotionBatch(list(streams), consistent, rig, rig_root, rotations, lengths,
+                           rest_offsets_finite(lengths) if offsets is None else offsets, has_body, update.settled,
+                           update.changed)
 
 
+_IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])[None].repeat(NUM_RIG, axis=0)  # (19, 4)
+_CAMERA_TO_RIG = camera_to_rig(np.ones(3))
 assert NUM_BONES == 16
