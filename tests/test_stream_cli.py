@@ -49,3 +49,21 @@ def test_serve_and_listen_processes_lossless(tmp_path):
     assert [m["frame"] for m in msgs] == list(range(N)) and all(m["stream"] == "cam0" for m in msgs)
     assert serve.returncode == 0, s_err
     assert "input  PULL bound at" in s_out and f"received {N}, published {N}" in s_out
+
+
+def test_the_cli_asks_openmp_not_to_spin_before_torch_loads():
+    """libgomp reads OMP_WAIT_POLICY once, when torch loads: the CLI sets PASSIVE before any
+    handler imports torch (a spinning worker stalls the loop's thread on small machines), and
+    an explicit setting wins."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, os, poselift.cli; "
+            "print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["PASSIVE", "False"]
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["ACTIVE", "False"]
