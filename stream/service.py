@@ -33,7 +33,7 @@ from .protocol import (
     STATUS_TOPIC,
     Frame2D,
     ProtocolError,
-    decode_input,
+    decode_inputs,
     encode_pose,
     encode_status,
     pose_topic,
@@ -162,13 +162,18 @@ class PoseServer:
                  *, lossless: bool = False, single_frame: bool = False, status_interval_s: float = 1.0,
                  context: zmq.Context | None = None, allow_remote: bool = False,
                  curve_secret_key: str | None = None, curve_clients: str | None = None,
-                 stages: list[Stage] | tuple[Stage, ...] = ()) -> None:
+                 stages: list[Stage] | tuple[Stage, ...] = (), max_drain: int = MAX_DRAIN) -> None:
         """``curve_secret_key``: the server's CURVE key pair file (``poselift keygen``):
         both sockets encrypt, and peers need the server's public key. ``curve_clients``: a
         folder of the public keys (``*.key``) of the clients allowed to connect; others are
         refused (ZAP). Without it any peer that knows the server's public key may connect.
-        ``stages``: per-batch post-processing before publishing (:class:`stream.loop.PoseLoop`)."""
+        ``stages``: per-batch post-processing before publishing (:class:`stream.loop.PoseLoop`).
+        ``max_drain``: at most this many waiting input messages are read before the model
+        steps (the batching bound, docs/protocol.md, Batching)."""
+        if max_drain < 1:
+            raise ValueError("max_drain must be at least 1")
         self.engine = engine
+        self.max_drain = max_drain
         self._auth = None
         if curve_clients and not curve_secret_key:
             raise ValueError("--curve-clients needs --curve-secret-key")
@@ -240,29 +245,24 @@ class PoseServer:
 
     # --------------------------------------------------------------------- loop
     def poll_once(self, timeout_ms: int = 100) -> int:
-        """Wait up to ``timeout_ms`` for input, read what is queued (up to MAX_DRAIN
-        messages), lift it in batches and publish. Returns the number of messages read."""
-        n = 0
-        if self.inp.poll(timeout_ms, zmq.POLLIN):
-            while n < MAX_DRAIN:
+        """Wait up to ``timeout_ms`` for input, read what is queued (up to ``max_drain``
+        messages), decode and validate it as one batch, lift it in batched rounds and
+        publish. Returns the number of messages read."""
+        datas, times = self._drain(timeout_ms)
+        if datas:
+            self.received += len(datas)
+            for item, t_recv in zip(decode_inputs(datas), times):
                 try:
-                    parts = self.inp.recv_multipart(zmq.NOBLOCK, copy=True)
-                except zmq.Again:
-                    break
-                n += 1
-                self.received += 1
-                t_recv = time.perf_counter()
-                try:
-                    item = decode_input(parts[-1])
+                    if isinstance(item, Exception):
+                        raise item
                     item.t_recv = t_recv
                     if self.loop.submit(item) and isinstance(item, Frame2D):
                         self.accepted += 1
                 except ProtocolError as exc:
                     self.engine.reject(exc.reason, exc.detail)
                 except Exception as exc:  # never let one message take the server down
-                    traceback.print_exc(file=sys.stderr)
+                    traceback.print_exception(exc, file=sys.stderr)
                     self.engine.reject("internal_error", f"{type(exc).__name__}: {exc}")
-        if n:
             self.loop.step()
             self._report(self.engine.take_events())
         now = time.monotonic()
@@ -270,7 +270,23 @@ class PoseServer:
             self._last_status = now
             self.publisher.send_status("counters", self.counters())
             self.publisher.resend_skeletons()
-        return n
+        return len(datas)
+
+    def _drain(self, timeout_ms: int) -> tuple[list[bytes], list[float]]:
+        """Everything waiting on the input socket, up to ``max_drain`` messages (the last
+        frame of each), with each one's receipt time."""
+        datas: list[bytes] = []
+        times: list[float] = []
+        if self.inp.poll(timeout_ms, zmq.POLLIN):
+            recv, clock, limit = self.inp.recv_multipart, time.perf_counter, self.max_drain
+            while len(datas) < limit:
+                try:
+                    parts = recv(zmq.NOBLOCK, copy=True)
+                except zmq.Again:
+                    break
+                times.append(clock())
+                datas.append(parts[-1])
+        return datas, times
 
     def serve_forever(self, *, max_frames: int | None = None, duration_s: float | None = None) -> dict[str, Any]:
         """Run until :meth:`stop`, Ctrl-C, ``max_frames`` published poses or ``duration_s``."""
