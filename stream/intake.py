@@ -16,6 +16,7 @@ model step; ``meta`` None for a silent, interpolated dropped frame) and :class:`
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from poselift.model.normalization import normalize_screen
 from poselift.model.skeleton import get_layout
 
-from .gapfill import GapFiller, GapPolicy
+from .gapfill import NUM_JOINTS, GapFiller, GapPolicy
 from .protocol import Frame2D
 
 
@@ -33,10 +34,25 @@ def frame_to_model_input(frame: Frame2D, min_confidence: float) -> np.ndarray:
     Joints whose confidence is below ``min_confidence`` count as missing; NaN in a source
     joint only affects the H36M joints built from it.
     """
-    kp = np.array(frame.kp, dtype=np.float64)
-    if frame.conf is not None:
-        kp[np.asarray(frame.conf) < min_confidence] = np.nan
-    return normalize_screen(get_layout(frame.layout).to_h36m(kp), frame.width, frame.height)
+    return frames_to_model_input([frame], min_confidence)[0]
+
+
+def frames_to_model_input(frames: Sequence[Frame2D], min_confidence: float) -> np.ndarray:
+    """:func:`frame_to_model_input` for many frames at once: (M, 17, 2) float32. Frames of
+    one layout and image size are mapped and normalised in one numpy call (the server's
+    drains are mostly that: many streams, a few camera kinds)."""
+    out = np.empty((len(frames), NUM_JOINTS, 2), np.float32)
+    groups: dict[tuple[str, int, int], list[int]] = {}
+    for i, f in enumerate(frames):
+        groups.setdefault((f.layout, f.width, f.height), []).append(i)
+    for (layout, width, height), idx in groups.items():
+        kp = np.array([frames[i].kp for i in idx], dtype=np.float64)
+        for row, i in enumerate(idx):
+            conf = frames[i].conf
+            if conf is not None:
+                kp[row, np.asarray(conf) < min_confidence] = np.nan
+        out[idx] = normalize_screen(get_layout(layout).to_h36m(kp), width, height)
+    return out
 
 
 @dataclass
@@ -90,13 +106,15 @@ class Intake:
         self.size: tuple[int, int] | None = None
 
     def process(self, f: Frame2D) -> list[Item]:
-        """The queue items for one received frame (frames of a stream in arrival order)."""
+        """The queue items for one received frame (frames of a stream in arrival order);
+        its ``model_input`` is used when a batch computed it already."""
         items: list[Item] = []
         if self.size is not None and (f.width, f.height) != self.size:
             items.append(Reset("size_change"))
             self.filler.clear()
         self.size = (f.width, f.height)
-        r = self.filler.process(frame_to_model_input(f, self.policy.min_confidence), f.frame)
+        x = f.model_input if f.model_input is not None else frame_to_model_input(f, self.policy.min_confidence)
+        r = self.filler.process(x, f.frame)
         if r.reset is not None:
             items.append(Reset(r.reset))
         meta = Meta(f.stream, f.frame, f.t, f.t_recv or time.perf_counter(), r.valid, r.filled, r.gap,

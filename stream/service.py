@@ -251,7 +251,9 @@ class PoseServer:
         datas, times = self._drain(timeout_ms)
         if datas:
             self.received += len(datas)
-            for item, t_recv in zip(decode_inputs(datas), times):
+            items = decode_inputs(datas)
+            self.loop.prepare([item for item in items if not isinstance(item, Exception)])
+            for item, t_recv in zip(items, times):
                 try:
                     if isinstance(item, Exception):
                         raise item

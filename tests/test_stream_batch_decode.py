@@ -129,3 +129,23 @@ def near_valid(draw):
 @given(st.lists(near_valid() | st.binary(max_size=40), min_size=1, max_size=24))
 def test_batches_of_fuzzed_messages_equal_single_decodes(monkeypatch, datas):
     check_batch(datas, monkeypatch)
+
+
+def test_model_inputs_of_a_batch_equal_one_by_one():
+    """frames_to_model_input over a mixed batch (layouts, sizes, confidences, NaN) gives
+    bit for bit what frame_to_model_input gives per frame, and PoseLoop.model_inputs
+    leaves end messages out."""
+    from poselift.stream.intake import frame_to_model_input, frames_to_model_input
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(90):
+        layout = ["h36m17", "coco17", "mediapipe33"][i % 3]
+        n = 33 if layout == "mediapipe33" else 17
+        kp = rng.uniform(-100, 900, (n, 2))
+        kp[rng.random(n) < 0.1] = np.nan
+        frames.append(Frame2D("a", i, 0.0, layout, 640 if i % 5 else 1280, 480, kp, rng.random(n) if i % 2 else None))
+    batch = frames_to_model_input(frames, 0.5)
+    for f, x in zip(frames, batch):
+        assert np.array_equal(frame_to_model_input(f, 0.5), x, equal_nan=True)
+        assert x.dtype == np.float32
