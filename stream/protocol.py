@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -362,27 +363,83 @@ def encode_pose(*, stream: str, frame: int, t: float, joints: np.ndarray, valid:
     count the poses it missed (PUB drops) and notice a publisher restart (seq goes back).
     ``rotations``: (19, 4) local rig rotations [x, y, z, w] (docs/protocol.md, The rig), or
     None (raw output, or no body yet): sent as nil."""
-    msg = {
-        "v": VERSION,
-        "type": "pose3d",
-        "stream": stream,
-        "frame": int(frame),
-        "t": float(t),
-        "t_out": time.time() if t_out is None else float(t_out),
-        "latency_ms": float(latency_ms),
-        "layout": "h36m17",
-        "joint_names": list(H36M_JOINT_NAMES),
-        "joints": np.asarray(joints, dtype=np.float64).tolist(),
-        "valid": bool(valid),
-        "warmup": bool(warmup),
-        "filled": [int(j) for j in filled],
-        "gap": int(gap),
-        "root": None if root is None else np.asarray(root, dtype=np.float64).reshape(3).tolist(),
-        "rotations": None if rotations is None else np.asarray(rotations, dtype=np.float64).reshape(-1, 4).tolist(),
-    }
-    if seq is not None:
-        msg["seq"] = int(seq)
-    return msgpack.packb(msg, use_bin_type=True)
+    return PoseEncoder().encode(
+        [PoseFields(stream, frame, t, time.time() if t_out is None else t_out, latency_ms, valid, warmup, filled,
+                    gap, root, rotations, seq)], np.asarray(joints, dtype=np.float64)[None])[0]
+
+
+@dataclass
+class PoseFields:
+    """The per-pose fields of a pose3d message other than its joints (see :func:`encode_pose`)."""
+
+    stream: str
+    frame: int
+    t: float
+    t_out: float
+    latency_ms: float
+    valid: bool
+    warmup: bool
+    filled: list[int]
+    gap: int = 0
+    root: np.ndarray | None = None
+    rotations: np.ndarray | None = None
+    seq: int | None = None
+
+
+_pack = msgpack.Packer(use_bin_type=True).pack
+_F64 = struct.Struct(">Bd")  # a msgpack float 64: 0xcb, then the value big-endian
+_NIL, _TRUE, _FALSE = b"\xc0", b"\xc3", b"\xc2"
+
+
+def _float_matrices(a: np.ndarray) -> list[bytes]:
+    """msgpack bytes of each ``a[i].tolist()`` for an (N, R, C) float64 array, made in one
+    numpy pass: an array of R arrays of C float 64s (C <= 15)."""
+    n, rows, cols = a.shape
+    dtype = np.dtype([("h", "u1")] + [f for c in range(cols) for f in ((f"m{c}", "u1"), (f"v{c}", ">f8"))])
+    rec = np.empty((n, rows), dtype)
+    rec["h"] = 0x90 | cols
+    for c in range(cols):
+        rec[f"m{c}"] = 0xCB
+        rec[f"v{c}"] = a[..., c]
+    head = _pack([None] * rows)[:-rows]  # the array header alone (each nil is one byte)
+    raw = memoryview(rec.tobytes())
+    size = rows * dtype.itemsize
+    return [head + raw[i * size:(i + 1) * size] for i in range(n)]
+
+
+class PoseEncoder:
+    """pose3d messages for a batch, byte for byte what ``msgpack.packb`` makes of the map
+    (docs/protocol.md, key order as listed there): the constant keys and values are packed
+    once, the float arrays of the whole batch in one numpy pass (:func:`_float_matrices`)."""
+
+    def __init__(self) -> None:
+        k = _pack
+        self._head = {n: (b"\xde" + struct.pack(">H", n)) + k("v") + k(VERSION) + k("type") + k("pose3d") + k("stream")
+                      for n in (16, 17)}
+        self._names = k("layout") + k("h36m17") + k("joint_names") + k(list(H36M_JOINT_NAMES)) + k("joints")
+        self._keys = {name: k(name) for name in ("frame", "t", "t_out", "latency_ms", "valid", "warmup", "filled",
+                                                 "gap", "root", "rotations", "seq")}
+
+    def encode(self, fields: Sequence[PoseFields], joints: np.ndarray) -> list[bytes]:
+        """One message per pose: ``fields[i]`` and ``joints[i]`` (N, 17, 3)."""
+        key = self._keys
+        packed_joints = _float_matrices(np.asarray(joints, dtype=np.float64))
+        rot_rows = [i for i, f in enumerate(fields) if f.rotations is not None]
+        rotations = dict(zip(rot_rows, _float_matrices(np.stack(
+            [np.asarray(fields[i].rotations, dtype=np.float64).reshape(-1, 4) for i in rot_rows])))) if rot_rows else {}
+        out = []
+        for i, f in enumerate(fields):
+            root = _NIL if f.root is None else _pack(np.asarray(f.root, dtype=np.float64).reshape(3).tolist())
+            parts = [self._head[16 if f.seq is None else 17], _pack(f.stream),
+                     key["frame"], _pack(int(f.frame)), key["t"], _F64.pack(0xCB, float(f.t)),
+                     key["t_out"], _F64.pack(0xCB, float(f.t_out)), key["latency_ms"], _F64.pack(0xCB, float(f.latency_ms)),
+                     self._names, packed_joints[i], key["valid"], _TRUE if f.valid else _FALSE,
+                     key["warmup"], _TRUE if f.warmup else _FALSE, key["filled"], _pack([int(j) for j in f.filled]),
+                     key["gap"], _pack(int(f.gap)), key["root"], root, key["rotations"], rotations.get(i, _NIL)]
+            if f.seq is not None:
+                parts += (key["seq"], _pack(int(f.seq)))
+            out.append(b"".join(parts))
+        return out
 
 
 def encode_status(event: str, counters: dict[str, Any], *, stream: str | None = None,

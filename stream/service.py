@@ -25,6 +25,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import zmq
 
 from .engine import Event, LiftEngine, PoseOut
@@ -34,7 +35,8 @@ from .protocol import (
     Frame2D,
     ProtocolError,
     decode_inputs,
-    encode_pose,
+    PoseEncoder,
+    PoseFields,
     encode_status,
     pose_topic,
     skeleton_map,
@@ -85,6 +87,8 @@ class PosePublisher:
         # What status messages the publisher sends by itself (skeleton) report as counters.
         self.counters: Callable[[], dict[str, Any]] = lambda: {"published": self.published}
         self._skeletons: dict[str, dict[str, Any]] = {}  # the latest skeleton of each stream, for late joiners
+        self._encoder = PoseEncoder()
+        self._topics: dict[str, str] = {}  # pose_topic(stream), bounded like _seq
 
     def _send(self, topic: str, payload: bytes, *, block: bool = True) -> bool:
         """Send one message. PUB never waits (it drops at the high-water mark). PUSH waits
@@ -106,20 +110,44 @@ class PosePublisher:
 
     def send_pose(self, p: PoseOut) -> float:
         """Publish one pose; returns its latency in ms (receipt to send)."""
-        latency_ms = (time.perf_counter() - p.t_recv) * 1000.0
-        seq = self._seq.pop(p.stream, -1) + 1  # re-inserted last: the dict is ordered by recent use
+        return self.send_poses([p])[0]
+
+    def send_poses(self, poses: list[PoseOut]) -> list[float]:
+        """Publish a batch of poses in order (a stream's ``skeleton`` status just before the
+        pose that first uses it); returns each one's latency in ms (receipt to encoding,
+        which the send follows at once). The messages are encoded together
+        (:class:`stream.protocol.PoseEncoder`)."""
+        now, t_out = time.perf_counter(), time.time()
+        latencies = [(now - p.t_recv) * 1000.0 for p in poses]
+        fields = []
+        for p, latency_ms in zip(poses, latencies):
+            motion = p.extras.get("motion")
+            fields.append(PoseFields(p.stream, p.frame, p.t, t_out, latency_ms, p.valid, p.warmup, p.filled, p.gap,
+                                     p.root, motion.rotations if motion is not None and motion.valid else None,
+                                     self._next_seq(p.stream)))
+        payloads = self._encoder.encode(fields, np.stack([p.joints for p in poses])) if poses else []
+        for p, payload in zip(poses, payloads):
+            motion = p.extras.get("motion")
+            if motion is not None and motion.skeleton_changed:
+                self.send_skeleton(p.stream, p.frame, motion.offsets, motion.skeleton_reason or "settled")
+            if self._send(self._topic(p.stream), payload):
+                self.published += 1
+        return latencies
+
+    def _next_seq(self, stream: str) -> int:
+        seq = self._seq.pop(stream, -1) + 1  # re-inserted last: the dict is ordered by recent use
         if len(self._seq) >= MAX_SEQ_STREAMS:
             del self._seq[next(iter(self._seq))]  # forget the least recently published stream
-        self._seq[p.stream] = seq
-        motion = p.extras.get("motion")
-        if motion is not None and motion.skeleton_changed:
-            self.send_skeleton(p.stream, p.frame, motion.offsets, motion.skeleton_reason or "settled")
-        if self._send(pose_topic(p.stream), encode_pose(
-                stream=p.stream, frame=p.frame, t=p.t, joints=p.joints, valid=p.valid, warmup=p.warmup,
-                filled=p.filled, latency_ms=latency_ms, gap=p.gap, root=p.root, seq=seq,
-                rotations=motion.rotations if motion is not None and motion.valid else None)):
-            self.published += 1
-        return latency_ms
+        self._seq[stream] = seq
+        return seq
+
+    def _topic(self, stream: str) -> str:
+        topic = self._topics.get(stream)
+        if topic is None:
+            if len(self._topics) >= MAX_SEQ_STREAMS:
+                self._topics.clear()
+            topic = self._topics[stream] = pose_topic(stream)
+        return topic
 
     def send_skeleton(self, stream: str, frame: int, offsets: Any, reason: str) -> None:
         """A ``skeleton`` status message, sent before the pose that first uses it. It is not
@@ -213,7 +241,7 @@ class PoseServer:
         self.received = 0
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
-        self.loop = PoseLoop(engine, self.publisher.send_pose, stages=stages)
+        self.loop = PoseLoop(engine, batch_sink=self.publisher.send_poses, stages=stages)
         # the latest poses' latencies (for the exit summary); bounded: a list grew by one
         # float per pose for as long as serve ran (about 1 GiB a day at 16 streams x 30 fps)
         self.latencies_ms: deque[float] = self.loop.latencies_ms
