@@ -260,6 +260,7 @@ class LiftEngine:
             root = self.traj.step(x, idx).cpu().numpy() if self.traj is not None else None
             self.counters["batches"] += 1
             self.counters["batched_rows"] += len(batch)
+            done: list[tuple[int, Meta, bool, int]] = []  # (row, meta, warmup, epoch) of the poses out
             for row, (s, _, meta) in enumerate(batch):
                 s.pending.append(meta)
                 k = s.steps  # index (since reset) of the frame just stepped
@@ -267,9 +268,12 @@ class LiftEngine:
                 if k >= self.latency_frames:
                     m = s.pending.popleft()
                     if m is not None:
-                        out.append(self._pose(m, y[row], None if root is None else self._root(root[row], m),
-                                              m.valid, warmup=k - self.latency_frames < self.receptive_field - 1 - self.latency_frames,
-                                              epoch=s.epoch))
+                        done.append((row, m, k - self.latency_frames < self.receptive_field - 1 - self.latency_frames,
+                                     s.epoch))
+            roots = self._roots(root[[d[0] for d in done]], [d[1] for d in done]) if root is not None else None
+            for i, (row, m, warmup, epoch) in enumerate(done):
+                out.append(self._pose(m, y[row], None if roots is None else roots[i], m.valid, warmup=warmup,
+                                      epoch=epoch))
 
     def process(self, frames: list[Frame2D]) -> list[PoseOut]:
         """Submit frames and run; frames that cannot get a slot are recorded as rejected events."""
@@ -280,14 +284,22 @@ class LiftEngine:
                 self.reject(exc.reason, exc.detail, f.stream)
         return self.run()
 
-    def _root(self, out: np.ndarray, m: Meta) -> np.ndarray:
-        """The trajectory model's output (1, 3) for frame ``m`` -> the root in camera metres."""
+    def _roots(self, out: np.ndarray, metas: list[Meta]) -> np.ndarray:
+        """The trajectory model's outputs (N, 1, 3) for frames ``metas`` -> the roots (N, 3)
+        in camera metres, all in one numpy pass."""
         if self.root_decoder is None:
-            return out[0]
-        if m.x is None:
-            return np.full(3, np.nan)
-        focal = m.focal_px if m.focal_px is not None else self.root_decoder.focal_from_fov(self.fov_deg, m.width)
-        return self.root_decoder.root_from_output(out, m.x[0], focal, m.width, m.height)
+            return out[:, 0]
+        roots = np.full((len(metas), 3), np.nan)
+        rows = [i for i, m in enumerate(metas) if m.x is not None]
+        if rows:
+            ms = [metas[i] for i in rows]
+            width = np.array([m.width for m in ms], np.float64)
+            focal = np.array([m.focal_px if m.focal_px is not None else self.root_decoder.focal_from_fov(self.fov_deg, m.width)
+                              for m in ms], np.float64)
+            pelvis = np.stack([m.x[0] for m in ms])
+            roots[rows] = self.root_decoder.root_from_output(out[rows], pelvis, focal, width,
+                                                             np.array([m.height for m in ms], np.float64))
+        return roots
 
     def _pose(self, m: Meta, joints: np.ndarray, root: np.ndarray | None, valid: bool, warmup: bool,
               epoch: int = 0) -> PoseOut:
@@ -304,10 +316,11 @@ class LiftEngine:
             tails = self.lifter.flush([s.slot])[0].cpu().numpy()
             roots = self.traj.flush([s.slot])[0].cpu().numpy() if self.traj is not None else None
             metas = list(s.pending)
-            for i, m in enumerate(metas[len(metas) - len(tails):]):
-                if m is not None:
-                    out.append(self._pose(m, tails[i], None if roots is None else self._root(roots[i], m), m.valid, warmup=False,
-                                          epoch=s.epoch))
+            tail = [(i, m) for i, m in enumerate(metas[len(metas) - len(tails):]) if m is not None]
+            root_of = self._roots(roots[[i for i, _ in tail]], [m for _, m in tail]) if roots is not None else None
+            for k, (i, m) in enumerate(tail):
+                out.append(self._pose(m, tails[i], None if root_of is None else root_of[k], m.valid, warmup=False,
+                                      epoch=s.epoch))
         s.pending.clear()
         s.steps = 0
         s.epoch = next(self._epochs)
