@@ -45,10 +45,20 @@ def _server_main(conn, max_streams: int, threads: int, max_drain: int) -> None:
         conn.send(("error", f"{type(exc).__name__}: {exc}", ""))
         return
     conn.send((server.input_endpoint, server.publish_endpoint, label))
+    profile_to = os.environ.get("POSELIFT_PROFILE_SERVER")  # a path: cProfile the serve loop into it
+    profiler = None
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         while not conn.poll():
             server.poll_once(20)
     finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(f"{profile_to}.{os.getpid()}")
         server.close()
 
 

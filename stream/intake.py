@@ -2,13 +2,13 @@
 
 Layout mapping (COCO-17 / MediaPipe-33 -> H36M-17, :mod:`model.skeleton`), confidence
 threshold, normalisation to screen coordinates and gap filling (:mod:`stream.gapfill`)
-happen here and only here. :class:`stream.engine.LiftEngine` keeps one :class:`Intake` per
-stream, and everything that lifts frames goes through the engine: ``serve``, ``webcam``,
+happen here and only here, for whole batches of frames. :class:`stream.engine.LiftEngine`
+keeps one :class:`Intake` for all its stream slots, and everything that lifts frames goes through the engine: ``serve``, ``webcam``,
 ``demo`` and the offline ``video`` command, so a 2D sequence gives the same poses and
 validity flags whichever way it comes in.
 
-:meth:`Intake.process` returns a list of small queue items, in the order the engine must
-handle them: :class:`Reset` (reset the stream's model state first), :class:`Step` (one
+:meth:`Intake.process` returns, per frame, a list of small queue items, in the order the
+engine must handle them: :class:`Reset` (reset the stream's model state first), :class:`Step` (one
 model step; ``meta`` None for a silent, interpolated dropped frame) and :class:`Empty`
 (nothing liftable: published at once, invalid).
 """
@@ -24,7 +24,7 @@ import numpy as np
 from poselift.model.normalization import normalize_screen
 from poselift.model.skeleton import get_layout
 
-from .gapfill import NUM_JOINTS, GapFiller, GapPolicy
+from .gapfill import NUM_JOINTS, GapBank, GapPolicy
 from .protocol import Frame2D
 
 
@@ -98,27 +98,58 @@ Item = Reset | Step | Empty
 
 
 class Intake:
-    """The per-stream state before the model: image size and gap filler."""
+    """The state before the model of every stream slot of an engine: image sizes and the
+    gap-fill state (:class:`stream.gapfill.GapBank`), in arrays. The engine hands it the
+    frames received since its last run, a layer at a time (at most one frame per slot:
+    the first frame of every stream, then the second, ...), and gets each frame's queue
+    items back."""
 
-    def __init__(self, policy: GapPolicy | None = None) -> None:
+    def __init__(self, slots: int, policy: GapPolicy | None = None) -> None:
         self.policy = policy or GapPolicy()
-        self.filler = GapFiller(self.policy)
-        self.size: tuple[int, int] | None = None
+        self.gaps = GapBank(slots, self.policy)
+        self.sizes: list[tuple[int, int] | None] = [None] * slots
 
-    def process(self, f: Frame2D) -> list[Item]:
-        """The queue items for one received frame (frames of a stream in arrival order);
-        its ``model_input`` is used when a batch computed it already."""
-        items: list[Item] = []
-        if self.size is not None and (f.width, f.height) != self.size:
-            items.append(Reset("size_change"))
-            self.filler.clear()
-        self.size = (f.width, f.height)
-        x = f.model_input if f.model_input is not None else frame_to_model_input(f, self.policy.min_confidence)
-        r = self.filler.process(x, f.frame)
-        if r.reset is not None:
-            items.append(Reset(r.reset))
-        meta = Meta(f.stream, f.frame, f.t, f.t_recv or time.perf_counter(), r.valid, r.filled, r.gap,
-                    None if r.x is None else r.x.copy(), f.width, f.height, f.focal_px)
-        items.extend(Step(silent, None) for silent in r.silent)
-        items.append(Empty(meta) if r.x is None else Step(r.x, meta))
-        return items
+    def start(self, slot: int) -> None:
+        """A new stream takes ``slot``: nothing of the previous one is kept."""
+        self.sizes[slot] = None
+        self.gaps.clear([slot], forget_frame=True)
+
+    def model_inputs(self, frames: Sequence[Frame2D]) -> list[np.ndarray | None]:
+        """:func:`frames_to_model_input` of ``frames`` together; if that fails, frame by
+        frame, and None for a frame that fails alone (it cannot be lifted)."""
+        try:
+            return list(frames_to_model_input(frames, self.policy.min_confidence))
+        except Exception:  # noqa: BLE001 (a Frame2D no validation made: find the culprit)
+            out: list[np.ndarray | None] = []
+            for f in frames:
+                try:
+                    out.append(frame_to_model_input(f, self.policy.min_confidence))
+                except Exception:  # noqa: BLE001
+                    out.append(None)
+            return out
+
+    def process(self, slots: Sequence[int], frames: Sequence[Frame2D], xs: Sequence[np.ndarray]) -> list[list[Item]]:
+        """The queue items of one layer: frame ``frames[i]`` (model input ``xs[i]``) of the
+        stream in slot ``slots[i]``, slots distinct, each stream's frames in arrival order."""
+        sized: list[list[Item]] = []
+        for slot, f in zip(slots, frames):
+            size = (f.width, f.height)
+            if self.sizes[slot] is not None and size != self.sizes[slot]:
+                sized.append([Reset("size_change")])
+                self.gaps.clear([slot])
+            else:
+                sized.append([])
+            self.sizes[slot] = size
+        fill = self.gaps.process(np.asarray(slots, np.int64), np.stack(xs),
+                                 np.array([f.frame for f in frames], np.uint64))
+        out = []
+        for i, (f, items) in enumerate(zip(frames, sized)):
+            r = fill.result(i)
+            if r.reset is not None:
+                items.append(Reset(r.reset))
+            meta = Meta(f.stream, f.frame, f.t, f.t_recv or time.perf_counter(), r.valid, r.filled, r.gap,
+                        None if r.x is None else r.x.copy(), f.width, f.height, f.focal_px)
+            items.extend(Step(silent, None) for silent in r.silent)
+            items.append(Empty(meta) if r.x is None else Step(r.x, meta))
+            out.append(items)
+        return out

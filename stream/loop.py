@@ -16,7 +16,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
 from .engine import LiftEngine, PoseOut
-from .intake import frames_to_model_input
 from .protocol import EndOfStream, Frame2D, ProtocolError
 
 # A post-processing stage: gets the poses of one round (one batched model step, possibly
@@ -75,20 +74,6 @@ class PoseLoop:
             self.engine.reject(exc.reason, exc.detail, item.stream)
             return False
         return True
-
-    def prepare(self, items: Sequence[Frame2D | EndOfStream]) -> None:
-        """Compute the model input of every frame among ``items`` together (one numpy pass
-        per layout and image size) before they are submitted one by one. If that fails,
-        nothing is set, and each frame meets its own error in :meth:`submit`."""
-        frames = [f for f in items if isinstance(f, Frame2D)]
-        if not frames:
-            return
-        try:
-            xs = frames_to_model_input(frames, self.engine.policy.min_confidence)
-        except Exception:  # noqa: BLE001 (a frame no validation made: each one alone)
-            return
-        for f, x in zip(frames, xs):
-            f.model_input = x
 
     def step(self) -> int:
         """Lift everything queued; each round's poses go through the stages to the sink

@@ -84,9 +84,6 @@ class Frame2D:
     conf: np.ndarray | None = None
     t_recv: float = 0.0  # time.perf_counter() when received (for latency), not on the wire
     focal_px: float | None = None  # the camera's focal length in pixels, if the sender states it
-    # (17, 2) its model input, when the server computed it for a whole batch
-    # (stream.intake.frames_to_model_input); not on the wire
-    model_input: np.ndarray | None = None
 
 
 @dataclass

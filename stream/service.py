@@ -88,13 +88,13 @@ class PosePublisher:
         self.counters: Callable[[], dict[str, Any]] = lambda: {"published": self.published}
         self._skeletons: dict[str, dict[str, Any]] = {}  # the latest skeleton of each stream, for late joiners
         self._encoder = PoseEncoder()
-        self._topics: dict[str, str] = {}  # pose_topic(stream), bounded like _seq
+        self._topics: dict[str, bytes] = {}  # pose_topic(stream) encoded, bounded like _seq
 
-    def _send(self, topic: str, payload: bytes, *, block: bool = True) -> bool:
+    def _send(self, topic: str | bytes, payload: bytes, *, block: bool = True) -> bool:
         """Send one message. PUB never waits (it drops at the high-water mark). PUSH waits
         for a consumer when ``block`` (lossless poses), polling so that :attr:`should_stop`
         can end the wait; status messages (``block=False``) are dropped instead."""
-        parts = [payload] if self.single_frame else [topic.encode(), payload]
+        parts = [payload] if self.single_frame else [topic if isinstance(topic, bytes) else topic.encode(), payload]
         while True:
             try:
                 self.sock.send_multipart(parts, zmq.NOBLOCK)
@@ -141,12 +141,12 @@ class PosePublisher:
         self._seq[stream] = seq
         return seq
 
-    def _topic(self, stream: str) -> str:
+    def _topic(self, stream: str) -> bytes:
         topic = self._topics.get(stream)
         if topic is None:
             if len(self._topics) >= MAX_SEQ_STREAMS:
                 self._topics.clear()
-            topic = self._topics[stream] = pose_topic(stream)
+            topic = self._topics[stream] = pose_topic(stream).encode()
         return topic
 
     def send_skeleton(self, stream: str, frame: int, offsets: Any, reason: str) -> None:
@@ -280,7 +280,6 @@ class PoseServer:
         if datas:
             self.received += len(datas)
             items = decode_inputs(datas)
-            self.loop.prepare([item for item in items if not isinstance(item, Exception)])
             for item, t_recv in zip(items, times):
                 try:
                     if isinstance(item, Exception):

@@ -37,3 +37,63 @@ def test_roots_of_a_round_equal_the_per_pose_formula(engine):
         focal = m.focal_px if m.focal_px is not None else root_model.focal_from_fov(70.0, m.width)
         want = root_model.root_from_output(outs[i], m.x[0], focal, m.width, m.height)
         np.testing.assert_array_equal(got[i], want)
+
+
+def _small_engine(streams: int = 4) -> LiftEngine:
+    from tests.helpers import random_model
+
+    return LiftEngine(random_model((3, 3), causal=True, channels=16), max_streams=streams)
+
+
+def _frame(stream: str, frame: int, seed: int = 0):
+    from poselift.stream.protocol import Frame2D
+
+    kp = np.random.default_rng(seed).uniform(100, 500, (17, 2))
+    return Frame2D(stream, frame, frame / 30.0, "h36m17", 640, 480, kp)
+
+
+def test_frame_numbers_of_the_whole_wire_range_are_lifted():
+    eng = _small_engine()
+    top = 2**64 - 1
+    poses = eng.process([_frame("a", top - 2), _frame("a", top - 1), _frame("a", top)])
+    assert [p.frame for p in poses] == [top - 2, top - 1, top] and eng.take_events() == []
+    from poselift.stream.protocol import ProtocolError
+
+    with pytest.raises(ProtocolError):
+        eng.submit(_frame("b", 2**64))
+
+
+def test_a_failing_intake_loses_only_its_frame(monkeypatch):
+    """An exception while filling a batch (a bug) is reported as internal_error for the frame
+    that raises it; the other frames of the batch are lifted."""
+    eng = _small_engine()
+    real = eng.intake.process
+
+    def flaky(slots, frames, xs):
+        if any(f.stream == "bad" for f in frames):
+            if len(frames) == 1:
+                raise RuntimeError("boom")
+            raise RuntimeError("boom in a batch")
+        return real(slots, frames, xs)
+
+    monkeypatch.setattr(eng.intake, "process", flaky)
+    poses = eng.process([_frame("a", 0), _frame("bad", 0), _frame("c", 0)])
+    assert sorted(p.stream for p in poses) == ["a", "c"]
+    assert [(e.kind, e.reason, e.stream) for e in eng.take_events()] == [("rejected", "internal_error", "bad")]
+
+
+def test_streams_with_frames_waiting_for_the_intake_are_not_evicted():
+    """Frames wait for the intake until the next run; their stream counts as busy, as it
+    did when each frame was filled at once, so a new stream cannot evict it meanwhile."""
+    from poselift.stream.protocol import ProtocolError
+
+    from tests.helpers import random_model
+
+    eng = LiftEngine(random_model((3, 3), causal=True, channels=16), max_streams=1, evict_after_s=0.0)
+    eng.submit(_frame("a", 0))
+    with pytest.raises(ProtocolError) as exc:
+        eng.submit(_frame("b", 0))
+    assert exc.value.reason == "too_many_streams"
+    assert [p.stream for p in eng.run()] == ["a"]
+    eng.submit(_frame("b", 0))  # "a" is idle now (evict_after_s=0): "b" takes its slot
+    assert [p.stream for p in eng.run()] == ["b"]
