@@ -29,18 +29,32 @@ MAX_LAG_S = 0.25  # the last pose must come back this soon after the last send
 _T_KEY = b"\xa1t\xcb"  # msgpack: the key "t", then a float 64 marker
 
 
-def _server_main(conn, max_streams: int, threads: int, max_drain: int) -> None:
+def _server_main(conn, max_streams: int, threads: int, max_drain: int, as_serve: bool, precision: str,
+                 device: str) -> None:
     try:
-        from poselift.stream.apps import load_lookahead_model, make_engine, motion_stages
-        from poselift.stream.fps_check import FrameRateCheck
         from poselift.stream.service import PoseServer
 
-        ckpt = load_lookahead_model(None, "causal", None)
-        engine = make_engine(ckpt, device="cpu", max_streams=max_streams, threads=threads)
+        if as_serve:  # what `poselift serve` runs: the causal model, its trajectory model, serve's stages
+            from poselift.stream.apps import load_lookahead_model, make_engine, motion_stages
+            from poselift.stream.fps_check import FrameRateCheck
+
+            ckpt = load_lookahead_model(None, "causal", None)
+            engine = make_engine(ckpt, device=device, precision=precision, max_streams=max_streams, threads=threads)
+            stages = [FrameRateCheck(ckpt.fps, warn=lambda _m: None), *motion_stages(engine)]
+            label = f"{Path(ckpt.path).name}, trajectory model {'yes' if ckpt.trajectory_model is not None else 'no'}"
+        else:  # the pose model alone, no stages (bench_zmq's figures)
+            import torch
+
+            from poselift.stream.engine import LiftEngine
+
+            from .service import _default_model
+
+            torch.set_num_threads(threads)
+            model, label = _default_model()
+            engine = LiftEngine(model, max_streams=max_streams, device=device, precision=precision)
+            stages = []
         server = PoseServer(engine, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", lossless=True, status_interval_s=0,
-                            stages=[FrameRateCheck(ckpt.fps, warn=lambda _m: None), *motion_stages(engine)],
-                            max_drain=max_drain)
-        label = f"{Path(ckpt.path).name}, trajectory model {'yes' if ckpt.trajectory_model is not None else 'no'}"
+                            stages=stages, max_drain=max_drain)
     except Exception as exc:  # reported to the parent, which raises it
         conn.send(("error", f"{type(exc).__name__}: {exc}", ""))
         return
@@ -63,15 +77,18 @@ def _server_main(conn, max_streams: int, threads: int, max_drain: int) -> None:
 
 
 class ServeProcess:
-    """``serve --lossless`` with serve's own stages, in a spawned process."""
+    """``serve --lossless`` in a spawned process: as ``poselift serve`` runs it (``as_serve``:
+    the shipped causal model with its trajectory model and serve's stages), or the pose
+    model alone without stages (the full bench's ZeroMQ section)."""
 
-    def __init__(self, max_streams: int, threads: int = 1, max_drain: int | None = None) -> None:
+    def __init__(self, max_streams: int, threads: int = 1, max_drain: int | None = None, *, as_serve: bool = True,
+                 precision: str = "fp32", device: str = "cpu") -> None:
         from poselift.stream.service import MAX_DRAIN
 
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_server_main, args=(child, max_streams, threads, max_drain or MAX_DRAIN),
-                                daemon=True)
+        self.proc = ctx.Process(target=_server_main, daemon=True,
+                                args=(child, max_streams, threads, max_drain or MAX_DRAIN, as_serve, precision, device))
         self.proc.start()
         if not self.conn.poll(180):
             self.proc.kill()
@@ -87,21 +104,17 @@ class ServeProcess:
             self.conn.send("stop")
         except OSError:
             pass
-        self.proc.join(2)
+        self.proc.join(2)  # lossless PUSH lingers on unsent poses; nothing is left to wait for
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join(5)
 
 
-def _messages(n_streams: int, frames: int = 240) -> list[list[bytes]]:
-    """Pre-encoded input messages, per stream, each with ``t`` at a fixed place to stamp."""
-    from poselift.stream.protocol import encode_input
+def messages(n_streams: int, frames: int = 240) -> list[list[bytes]]:
+    """Pre-encoded input messages, per stream, ready for :func:`run_at_rate` to stamp."""
+    from .service import _encode_all
 
-    from .service import _clip
-
-    px, w, h = _clip(frames)
-    return [[encode_input(f"s{s}", t, px[(t + 7 * s) % len(px)], width=w, height=h, t=0.5)
-             for t in range(frames)] for s in range(n_streams)]
+    return _widen_frames(_encode_all(n_streams, frames, t=0.5))
 
 
 def run_at_rate(server: ServeProcess, rate: float, n_streams: int, duration_s: float, msgs,
@@ -178,7 +191,8 @@ def run_at_rate(server: ServeProcess, rate: float, n_streams: int, duration_s: f
             "lag_after_last_send_s": lag, "sustained": lost == 0 and lag <= MAX_LAG_S,
             "p50_ms": float(np.percentile(a, 50)) if a.size else None,
             "p99_ms": float(np.percentile(a, 99)) if a.size else None,
-            "max_ms": float(a.max()) if a.size else None, "latency_samples": int(a.size)}
+            "max_ms": float(a.max()) if a.size else None, "latency_samples": int(a.size),
+            "achieved_fps": got[0] / max(last_rx[0] - start, 1e-9) if got[0] else 0.0}
 
 
 def _patch_frame_and_t(m: bytearray, frame: int, stamp: struct.Struct, t: float) -> None:
@@ -245,7 +259,7 @@ def load_curve(stream_counts: Sequence[int] = (1, 8, 64, 256), *, duration_s: fl
                  "mode": "serve --lossless (PUSH/PULL), serve's stages (frame-rate check, motion stage)",
                  "max_lag_s": MAX_LAG_S, "curve": {}}
     for n in stream_counts:
-        msgs = _widen_frames(_messages(n))
+        msgs = messages(n)
         server = ServeProcess(max(n, 8), threads)
         try:
             out["model"] = server.label
@@ -259,7 +273,7 @@ def load_curve(stream_counts: Sequence[int] = (1, 8, 64, 256), *, duration_s: fl
                 for k in ("at_50pct", "at_90pct") if row.get(k)))
         finally:
             server.close()
-    msgs = _widen_frames(_messages(8))
+    msgs = messages(8)
     server = ServeProcess(8, threads)
     try:
         out["light_load"] = run_at_rate(server, 240.0, 8, max(duration_s, 5.0), msgs)
@@ -268,7 +282,7 @@ def load_curve(stream_counts: Sequence[int] = (1, 8, 64, 256), *, duration_s: fl
     finally:
         server.close()
     if drains:
-        msgs = _widen_frames(_messages(drain_streams))
+        msgs = messages(drain_streams)
         out["drain"] = {}
         for d in drains:
             server = ServeProcess(drain_streams, threads, max_drain=d)

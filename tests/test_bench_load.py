@@ -12,7 +12,7 @@ from poselift.bench import load
 
 
 def test_messages_are_stamped_in_place():
-    msgs = load._widen_frames(load._messages(2, frames=3))
+    msgs = load.messages(2, frames=3)
     m = bytearray(msgs[1][2])
     load._patch_frame_and_t(m, 4_000_000_000, struct.Struct(">d"), 123.25)
     d = msgpack.unpackb(bytes(m))
@@ -28,7 +28,7 @@ def server():
 
 
 def test_a_lossless_run_counts_every_pose(server):
-    msgs = load._widen_frames(load._messages(4, frames=20))
+    msgs = load.messages(4, frames=20)
     for _ in range(2):  # a second run against the same server continues the frame numbers
         r = load.run_at_rate(server, 200.0, 4, 1.0, msgs, warmup_s=0.2)
         assert r["sent"] == 200 and r["received"] == 200 and r["lost"] == 0
