@@ -29,7 +29,7 @@ MAX_LAG_S = 0.25  # the last pose must come back this soon after the last send
 _T_KEY = b"\xa1t\xcb"  # msgpack: the key "t", then a float 64 marker
 
 
-def _server_main(conn, max_streams: int, threads: int, max_drain: int, as_serve: bool, precision: str,
+def _server_main(conn, max_streams: int, threads: int, max_drain: int | None, as_serve: bool, precision: str,
                  device: str) -> None:
     try:
         from poselift.stream.service import PoseServer
@@ -53,8 +53,9 @@ def _server_main(conn, max_streams: int, threads: int, max_drain: int, as_serve:
             model, label = _default_model()
             engine = LiftEngine(model, max_streams=max_streams, device=device, precision=precision)
             stages = []
+        drain = {} if max_drain is None else {"max_drain": max_drain}  # None: the server's default
         server = PoseServer(engine, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", lossless=True, status_interval_s=0,
-                            stages=stages, max_drain=max_drain)
+                            stages=stages, **drain)
     except Exception as exc:  # reported to the parent, which raises it
         conn.send(("error", f"{type(exc).__name__}: {exc}", ""))
         return
@@ -83,12 +84,10 @@ class ServeProcess:
 
     def __init__(self, max_streams: int, threads: int = 1, max_drain: int | None = None, *, as_serve: bool = True,
                  precision: str = "fp32", device: str = "cpu") -> None:
-        from poselift.stream.service import MAX_DRAIN
-
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_server_main, daemon=True,
-                                args=(child, max_streams, threads, max_drain or MAX_DRAIN, as_serve, precision, device))
+                                args=(child, max_streams, threads, max_drain, as_serve, precision, device))
         self.proc.start()
         if not self.conn.poll(180):
             self.proc.kill()
@@ -308,7 +307,7 @@ def markdown(r: dict) -> str:
              f"Sustained = 0 lost and the last pose within {r['max_lag_s']} s of the last send; "
              f"runs of {r['duration_s']} s; latency is send to receive (sender and receiver in one process, "
              "the server in another).", "",
-             "| streams | sustained lossless fps | p50 / p99 ms at 50 % | p99 lost at 50 % | p50 / p99 ms at 90 % | lost at 90 % |",
+             "| streams | sustained lossless fps | p50 / p99 ms at 50 % | lost at 50 % | p50 / p99 ms at 90 % | lost at 90 % |",
              "|---:|---:|---:|---:|---:|---:|"]
     for n, row in r["curve"].items():
         a, b = row.get("at_50pct") or {}, row.get("at_90pct") or {}
