@@ -88,6 +88,7 @@ class PosePublisher:
         self.counters: Callable[[], dict[str, Any]] = lambda: {"published": self.published}
         self._skeletons: dict[str, dict[str, Any]] = {}  # the latest skeleton of each stream, for late joiners
         self._encoder = PoseEncoder()
+        self._waited = False  # the last _send waited for a lossless consumer
         self._topics: dict[str, bytes] = {}  # pose_topic(stream) encoded, bounded like _seq
 
     def _send(self, topic: str | bytes, payload: bytes, *, block: bool = True) -> bool:
@@ -106,6 +107,7 @@ class PosePublisher:
                 if self.should_stop is not None and self.should_stop():
                     self.undelivered += 1
                     return False
+                self._waited = True
                 self.sock.poll(100, zmq.POLLOUT)
 
     def send_pose(self, p: PoseOut) -> float:
@@ -116,23 +118,36 @@ class PosePublisher:
         """Publish a batch of poses in order (a stream's ``skeleton`` status just before the
         pose that first uses it); returns each one's latency in ms (receipt to encoding,
         which the send follows at once). The messages are encoded together
-        (:class:`stream.protocol.PoseEncoder`)."""
+        (:class:`stream.protocol.PoseEncoder`); when a lossless send had to wait for the
+        consumer, the poses after it are encoded again, so that their ``t_out`` and
+        ``latency_ms`` include the wait, as they did when each pose was encoded alone."""
+        seqs = [self._next_seq(p.stream) for p in poses]
+        latencies: list[float] = []
+        while len(latencies) < len(poses):
+            self._send_from(poses, seqs, len(latencies), latencies)
+        return latencies
+
+    def _send_from(self, poses: list[PoseOut], seqs: list[int], start: int, latencies: list[float]) -> None:
+        """Encode ``poses[start:]`` now and send them, appending their latencies, until
+        one of them had to wait for the consumer (then the rest is left for a new call)."""
         now, t_out = time.perf_counter(), time.time()
-        latencies = [(now - p.t_recv) * 1000.0 for p in poses]
+        rest = poses[start:]
         fields = []
-        for p, latency_ms in zip(poses, latencies):
+        for p, seq in zip(rest, seqs[start:]):
             motion = p.extras.get("motion")
-            fields.append(PoseFields(p.stream, p.frame, p.t, t_out, latency_ms, p.valid, p.warmup, p.filled, p.gap,
-                                     p.root, motion.rotations if motion is not None and motion.valid else None,
-                                     self._next_seq(p.stream)))
-        payloads = self._encoder.encode(fields, np.stack([p.joints for p in poses])) if poses else []
-        for p, payload in zip(poses, payloads):
+            fields.append(PoseFields(p.stream, p.frame, p.t, t_out, (now - p.t_recv) * 1000.0, p.valid, p.warmup,
+                                     p.filled, p.gap, p.root,
+                                     motion.rotations if motion is not None and motion.valid else None, seq))
+        for p, f, payload in zip(rest, fields, self._encoder.encode(fields, np.stack([p.joints for p in rest]))):
             motion = p.extras.get("motion")
             if motion is not None and motion.skeleton_changed:
                 self.send_skeleton(p.stream, p.frame, motion.offsets, motion.skeleton_reason or "settled")
+            self._waited = False
             if self._send(self._topic(p.stream), payload):
                 self.published += 1
-        return latencies
+            latencies.append(f.latency_ms)
+            if self._waited:
+                return
 
     def _next_seq(self, stream: str) -> int:
         seq = self._seq.pop(stream, -1) + 1  # re-inserted last: the dict is ordered by recent use

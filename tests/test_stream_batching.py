@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import zmq
 
@@ -98,3 +99,30 @@ def test_max_drain_must_be_positive():
     engine = LiftEngine(random_model((3,), causal=True, channels=8), max_streams=1)
     with pytest.raises(ValueError):
         PoseServer(engine, ANY, ANY, max_drain=0)
+
+
+def test_poses_sent_after_a_wait_carry_the_wait(rig):
+    """When a lossless send has to wait for the consumer, the poses after it are encoded
+    again: their latency includes the wait, and seq still counts 0, 1, 2, ... per stream."""
+    from poselift.stream.engine import PoseOut
+
+    server, tx, rx = rig
+    pub = server.publisher
+    t0 = time.perf_counter()
+    poses = [PoseOut("w", k, k / 30, t0, np.zeros((17, 3), np.float32), True, False, [], 0) for k in range(3)]
+    real = pub._send
+    calls = []
+
+    def slow_first(topic, payload, block=True):
+        calls.append(payload)
+        if len(calls) == 1:
+            pub._waited = True  # as if the consumer made it wait
+            time.sleep(0.05)
+        return real(topic, payload, block=block)
+
+    pub._send = slow_first
+    latencies = pub.send_poses(poses)
+    assert len(calls) == 3 and latencies[1] >= latencies[0] + 40
+    got = receive(rx, 3)
+    assert [m["seq"] for m in got] == [0, 1, 2] and [m["frame"] for m in got] == [0, 1, 2]
+    assert got[1]["latency_ms"] >= got[0]["latency_ms"] + 40
