@@ -1,10 +1,12 @@
 """The lifting loop without any I/O: frames in, 3D poses out, batched over streams.
 
-``LiftEngine`` keeps one :class:`model.StreamingLifter` slot and one
-:class:`stream.intake.Intake` (layout, normalisation, gap filling) per stream id.
-:meth:`LiftEngine.submit` queues a validated :class:`stream.protocol.Frame2D`; :meth:`LiftEngine.run` steps every stream that
-has a frame waiting in one batched ``StreamingLifter.step`` per round, until all queues
-are empty, and returns the poses in per-stream frame order.
+``LiftEngine`` gives each stream id a slot: a :class:`model.StreamingLifter` slot and a row
+of its :class:`stream.intake.Intake` (layout, normalisation, gap filling, state in arrays).
+:meth:`LiftEngine.submit` queues a validated :class:`stream.protocol.Frame2D`;
+:meth:`LiftEngine.run` first puts every frame submitted since through the intake in numpy
+batches, then steps every stream that has a frame waiting in one batched
+``StreamingLifter.step`` per round, until all queues are empty, and returns the poses in
+per-stream frame order.
 
 Every submitted frame yields exactly one :class:`PoseOut` (with a symmetric model some
 come out later, when the future frames they need arrive or the stream is flushed or
