@@ -15,6 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "against re-running the window, the weight-read floor, offline throughput, many streams, "
             "ZeroMQ end to end and the webcam pipeline. Writes a Markdown table and PNG plots."),
         epilog="example: poselift bench --json bench/results/cpu.json --out-dir bench/results\n"
+               "         poselift bench --load-curve --json bench/results/load_curve.json --drains 16,64,256,1024\n"
                "         poselift bench --quick           # under a minute, for CI",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -27,7 +28,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--onnx", action="store_true",
                    help="only compare the exported ONNX step (onnxruntime) with StreamingLifter fp32 at batch 1 "
                         "and 32 on the CPU (needs pip install -e '.[export]'; see docs/onnx.md)")
+    p.add_argument("--load-curve", action="store_true",
+                   help="only measure serve's load curve (serve --lossless with its stages, loopback): the sustained "
+                        "lossless rate and p50/p99 latency at 50 %% and 90 %% of it per stream count, the light-load "
+                        "point (8 streams x 30 fps) and the drain bound's trade; writes JSON, Markdown and a PNG")
+    p.add_argument("--streams", default="1,8,64,256", metavar="N,N,...",
+                   help="with --load-curve: the stream counts (default 1,8,64,256)")
+    p.add_argument("--duration", type=float, default=3.0, metavar="S",
+                   help="with --load-curve: seconds per paced run (default 3)")
+    p.add_argument("--threads", type=int, default=1, help="with --load-curve: torch threads in the server (default 1, as serve)")
+    p.add_argument("--drains", default="", metavar="N,N,...",
+                   help="with --load-curve: also compare these drain bounds (PoseServer max_drain) at the largest stream count")
     p.set_defaults(func=run)
+
+
+def _counts(text: str, option: str) -> list[int]:
+    from poselift.errors import UserError
+
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{option} {text!r}: expected comma-separated integers, e.g. 1,8,64,256") from None
+    if any(v < 1 for v in values):
+        raise UserError(f"{option} {text!r}: every value must be at least 1")
+    return values
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +59,12 @@ def run(args: argparse.Namespace) -> int:
         from .onnx_step import main as onnx_main
 
         return onnx_main(["--json", args.json] if args.json else [])
+    if args.load_curve:
+        from .load import main as load_main
+
+        load_main(args.json, args.out_dir, _counts(args.streams, "--streams"), args.duration, args.threads,
+                  _counts(args.drains, "--drains"))
+        return 0
     import sys
     from pathlib import Path
 

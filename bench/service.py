@@ -17,8 +17,6 @@ default architecture (243 frames, 1024 channels), which run at the same speed.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import threading
 import time
 from pathlib import Path
 
@@ -33,53 +31,6 @@ def _default_model():
         m = random_model(243, causal=True)
         return m, f"random weights, {describe(m)} (shipped causal model: {where})"
     return m, f"{where} ({describe(m)})"
-
-
-def _server_main(conn, precision: str, max_streams: int, threads: int, device: str) -> None:
-    try:
-        import torch
-
-        from poselift.stream.engine import LiftEngine
-        from poselift.stream.service import PoseServer
-
-        torch.set_num_threads(threads)
-        model, label = _default_model()
-        engine = LiftEngine(model, max_streams=max_streams, device=device, precision=precision)
-        server = PoseServer(engine, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", lossless=True, status_interval_s=0)
-    except Exception as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}", ""))
-        return
-    conn.send((server.input_endpoint, server.publish_endpoint, label))
-    try:
-        while not conn.poll():
-            server.poll_once(20)
-    finally:
-        server.close()
-
-
-class _Server:
-    def __init__(self, precision: str, max_streams: int, threads: int, device: str) -> None:
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_server_main, args=(child, precision, max_streams, threads, device), daemon=True)
-        self.proc.start()
-        if not self.conn.poll(180):
-            self.proc.kill()
-            raise RuntimeError("the server process did not start within 180 s")
-        self.input, self.publish, self.label = self.conn.recv()
-        if self.input == "error":
-            self.proc.join(5)
-            raise RuntimeError(f"the server process failed: {self.publish}")
-
-    def close(self) -> None:
-        try:
-            self.conn.send("stop")
-        except OSError:
-            pass
-        self.proc.join(1)  # lossless PUSH lingers on unsent poses; nothing is left to wait for
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(5)
 
 
 def _clip(frames: int = 240) -> tuple[np.ndarray, int, int]:
@@ -101,15 +52,16 @@ def _clip(frames: int = 240) -> tuple[np.ndarray, int, int]:
     return px, 640, 480
 
 
-def _encode_all(n_streams: int, frames: int):
+def _encode_all(n_streams: int, frames: int, t: float | None = None):
+    """Input messages per stream (``t``: every message's time; None: the frame number)."""
     from poselift.stream.protocol import encode_input
 
     px, w, h = _clip()
-    return [[encode_input(f"s{s}", t, px[(t + 7 * s) % len(px)], width=w, height=h, t=float(t))
-             for t in range(frames)] for s in range(n_streams)]
+    return [[encode_input(f"s{s}", k, px[(k + 7 * s) % len(px)], width=w, height=h, t=float(k) if t is None else t)
+             for k in range(frames)] for s in range(n_streams)]
 
 
-def _latency(server: _Server, frames: int, warmup: int) -> dict:
+def _latency(server, frames: int, warmup: int) -> dict:
     from poselift.stream.client import KeypointSender, PoseReceiver
 
     msgs = _encode_all(1, frames + warmup)[0]
@@ -136,54 +88,6 @@ def _latency(server: _Server, frames: int, warmup: int) -> dict:
             "max_ms": float(a.max()), "frames": len(lat), "lost": lost}
 
 
-def _rate(server: _Server, rate: float, n_streams: int, duration_s: float, msgs) -> dict:
-    from poselift.stream.client import KeypointSender, PoseReceiver
-
-    total = int(rate * duration_s)
-    per_stream = len(msgs[0])
-    tx = KeypointSender(server.input, lossless=True)
-    tx.sock.setsockopt(__import__("zmq").SNDHWM, 100000)
-    rx = PoseReceiver(server.publish, lossless=True, status=False)
-    got = [0]
-    last_rx = [0.0]
-    done = threading.Event()
-
-    def receive():
-        while got[0] < total and not done.is_set():
-            try:
-                parts = rx.sock.recv_multipart(flags=0) if rx.sock.poll(100) else None
-            except Exception:
-                break
-            if parts is not None:
-                got[0] += 1
-                last_rx[0] = time.perf_counter()
-
-    th = threading.Thread(target=receive, daemon=True)
-    th.start()
-    t0 = time.perf_counter()
-    sent = 0
-    try:
-        while sent < total:
-            due = min(total, int((time.perf_counter() - t0) * rate) + 1)
-            while sent < due:
-                s, k = sent % n_streams, sent // n_streams
-                tx.send_raw(msgs[s][k % per_stream])
-                sent += 1
-            time.sleep(0.0005)
-        t_last_send = time.perf_counter()
-        th.join(timeout=max(5.0, duration_s * 2))
-    finally:
-        done.set()
-        th.join(1)
-        tx.close()
-        rx.close()
-    lost = total - got[0]
-    lag = last_rx[0] - t_last_send if got[0] else float("inf")
-    return {"rate_fps": rate, "sent": total, "received": got[0], "lost": lost,
-            "lag_after_last_send_s": lag, "sustained": lost == 0 and lag <= 0.25,
-            "achieved_fps": got[0] / max(last_rx[0] - t0, 1e-9) if got[0] else 0.0}
-
-
 def bench_zmq(device: str = "cpu", quick: bool = False, precisions: tuple[str, ...] | None = None,
               threads: int = 1, scale: float = 1.0) -> dict:
     """p50/p99 send-to-receive latency and the highest sustained lossless rate, per precision."""
@@ -204,15 +108,17 @@ def bench_zmq(device: str = "cpu", quick: bool = False, precisions: tuple[str, .
     duration = (0.5 if quick else 2.0) * scale
     out: dict = {"streams_for_rate": n_streams, "torch_threads_in_server": threads, "mode": "lossless (PUSH/PULL)",
                  "by_precision": {}}
-    msgs = _encode_all(n_streams, 240)
+    from .load import ServeProcess, messages, run_at_rate
+
+    msgs = messages(n_streams)
     for p, th in combos:
-        server = _Server(p, n_streams, th, device)
+        server = ServeProcess(n_streams, th, as_serve=False, precision=p, device=device)
         try:
             out["model"] = server.label
             lat = _latency(server, max(20, int((100 if quick else 400) * scale)), 10 if scale < 1 else 30)
             runs = []
             for r in rates:
-                res = _rate(server, r, n_streams, duration, msgs)
+                res = run_at_rate(server, r, n_streams, duration, msgs)
                 runs.append(res)
                 if not res["sustained"]:
                     break

@@ -1,10 +1,12 @@
 """The lifting loop without any I/O: frames in, 3D poses out, batched over streams.
 
-``LiftEngine`` keeps one :class:`model.StreamingLifter` slot and one
-:class:`stream.intake.Intake` (layout, normalisation, gap filling) per stream id.
-:meth:`LiftEngine.submit` queues a validated :class:`stream.protocol.Frame2D`; :meth:`LiftEngine.run` steps every stream that
-has a frame waiting in one batched ``StreamingLifter.step`` per round, until all queues
-are empty, and returns the poses in per-stream frame order.
+``LiftEngine`` gives each stream id a slot: a :class:`model.StreamingLifter` slot and a row
+of its :class:`stream.intake.Intake` (layout, normalisation, gap filling, state in arrays).
+:meth:`LiftEngine.submit` queues a validated :class:`stream.protocol.Frame2D`;
+:meth:`LiftEngine.run` first puts every frame submitted since through the intake in numpy
+batches, then steps every stream that has a frame waiting in one batched
+``StreamingLifter.step`` per round, until all queues are empty, and returns the poses in
+per-stream frame order.
 
 Every submitted frame yields exactly one :class:`PoseOut` (with a symmetric model some
 come out later, when the future frames they need arrive or the stream is flushed or
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import sys
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,12 +77,12 @@ class Event:
 class _Stream:
     name: str
     slot: int
-    intake: Intake
     last_seen: float
     queue: deque = field(default_factory=deque)  # intake items (Reset | Step | Empty) not yet handled
     pending: deque = field(default_factory=deque)  # metas (None = silent) awaiting a symmetric model's output
     steps: int = 0  # frames stepped since the last reset
     epoch: int = 0  # PoseOut.epoch of the poses it produces now (renewed by every reset)
+    unfilled: int = 0  # frames submitted, not yet through the intake (the next run does them together)
 
 
 def make_lifter(model: torch.nn.Module, batch_size: int, device: str, precision: str = "fp32") -> StreamingLifter:
@@ -133,6 +137,8 @@ class LiftEngine:
         self.evict_after_s = evict_after_s
         self.streams: dict[str, _Stream] = {}
         self._free = list(range(max_streams))
+        self.intake = Intake(max_streams, self.policy)  # every slot's image size and gap-fill state
+        self._unfilled: list[tuple[_Stream, Frame2D]] = []  # submitted, waiting for the intake (next run)
         self._pending_out: list[PoseOut] = []  # poses produced outside run() (evictions, ended streams)
         self._epochs = itertools.count(1)
         self.warmup()
@@ -171,7 +177,8 @@ class LiftEngine:
         if s is not None:
             return s
         if not self._free:
-            idle = [x for x in self.streams.values() if not x.queue and now - x.last_seen >= self.evict_after_s]
+            idle = [x for x in self.streams.values()
+                    if not x.queue and not x.unfilled and now - x.last_seen >= self.evict_after_s]
             if not idle:
                 raise ProtocolError("too_many_streams", f"all {self.max_streams} stream slots are busy; "
                                     f"stream {f.stream!r} refused")
@@ -179,7 +186,8 @@ class LiftEngine:
             self._pending_out.extend(self._reset(victim, "evicted"))
             del self.streams[victim.name]
             self._free.append(victim.slot)
-        s = _Stream(f.stream, self._free.pop(0), Intake(self.policy), now, epoch=next(self._epochs))
+        s = _Stream(f.stream, self._free.pop(0), now, epoch=next(self._epochs))
+        self.intake.start(s.slot)
         self.lifter.reset([s.slot])
         if self.traj is not None:
             self.traj.reset([s.slot])
@@ -187,11 +195,53 @@ class LiftEngine:
         return s
 
     def submit(self, f: Frame2D) -> None:
-        """Queue one validated frame (raises ProtocolError("too_many_streams") if no slot)."""
+        """Queue one validated frame (raises ProtocolError("too_many_streams") if no slot).
+        The intake (layout, normalisation, gap filling) runs at the next :meth:`run`, for
+        all the frames submitted since, in numpy batches."""
+        if not 0 <= f.frame < 2**64:  # the wire's range (msgpack integers); the gap filler keeps uint64
+            raise ProtocolError("bad_type", f"'frame' must be an integer in [0, 2**64), got {f.frame!r}")
         now = time.monotonic()
         s = self._stream_for(f, now)
         s.last_seen = now
-        s.queue.extend(s.intake.process(f))
+        s.unfilled += 1
+        self._unfilled.append((s, f))
+
+    def _intake(self) -> None:
+        """Put the submitted frames through the intake: model inputs for all of them at
+        once, then gap filling layer by layer (every stream's first frame, then its
+        second, ...), and queue each frame's items on its stream."""
+        todo, self._unfilled = self._unfilled, []
+        if not todo:
+            return
+        xs = self.intake.model_inputs([f for _, f in todo])
+        layers: list[list[tuple[_Stream, Frame2D, np.ndarray]]] = []
+        depth: dict[int, int] = {}
+        for (s, f), x in zip(todo, xs):
+            s.unfilled -= 1
+            if x is None:  # a hand-made Frame2D that cannot be mapped (never one from the wire)
+                self.reject("internal_error", f"frame {f.frame} of stream {f.stream!r} cannot be mapped to the model input",
+                            f.stream)
+                continue
+            k = depth.get(id(s), 0)
+            depth[id(s)] = k + 1
+            if k == len(layers):
+                layers.append([])
+            layers[k].append((s, f, x))
+        for layer in layers:
+            try:
+                done = list(zip(layer, self.intake.process([s.slot for s, _, _ in layer], [f for _, f, _ in layer],
+                                                           [x for _, _, x in layer])))
+            except Exception:  # noqa: BLE001 (a bug: find the frame, never lose the others)
+                done = []
+                for row in layer:
+                    s, f, x = row
+                    try:
+                        done.append((row, self.intake.process([s.slot], [f], [x])[0]))
+                    except Exception as exc:  # noqa: BLE001
+                        traceback.print_exception(exc, file=sys.stderr)
+                        self.reject("internal_error", f"{type(exc).__name__}: {exc}", f.stream)
+            for (s, _, _), its in done:
+                s.queue.extend(its)
 
     def reject(self, reason: str, detail: str, stream: str | None = None) -> None:
         """Record an input message refused before it reached a stream (reported as status)."""
@@ -232,6 +282,7 @@ class LiftEngine:
                 return poses
             return []
 
+        self._intake()
         out: list[PoseOut] = self._pending_out
         self._pending_out = []
         while True:
@@ -273,8 +324,11 @@ class LiftEngine:
             if done:
                 rows = [d[0] for d in done]
                 roots = self._roots(y[rows], None if root is None else root[rows], [d[1] for d in done])
+                finite = np.isfinite(y).all(axis=(1, 2))  # checked for the whole round at once
                 for i, (row, m, warmup, epoch) in enumerate(done):
-                    out.append(self._pose(m, y[row], roots[i], m.valid, warmup=warmup, epoch=epoch))
+                    r = roots[i]
+                    ok = finite[row] and (r is None or bool(np.isfinite(r).all()))
+                    out.append(self._pose(m, y[row], r, m.valid and ok, warmup=warmup, epoch=epoch, checked=True))
 
     def process(self, frames: list[Frame2D]) -> list[PoseOut]:
         """Submit frames and run; frames that cannot get a slot are recorded as rejected events."""
@@ -316,8 +370,9 @@ class LiftEngine:
         return [fitted[i] if np.isfinite(fitted[i]).all() else None for i in range(n)]
 
     def _pose(self, m: Meta, joints: np.ndarray, root: np.ndarray | None, valid: bool, warmup: bool,
-              epoch: int = 0) -> PoseOut:
-        if not np.isfinite(joints).all() or (root is not None and not np.isfinite(root).all()):
+              epoch: int = 0, checked: bool = False) -> PoseOut:
+        """``checked``: the caller already made ``valid`` false for non-finite joints or root."""
+        if not checked and (not np.isfinite(joints).all() or (root is not None and not np.isfinite(root).all())):
             valid = False  # never publish NaN/inf as a valid pose (e.g. overflow in reduced precision)
         return PoseOut(m.stream, m.frame, m.t, m.t_recv, np.asarray(joints, np.float32), bool(valid), bool(warmup),
                        m.filled, m.gap, root, m.x, epoch)

@@ -79,70 +79,147 @@ def structural_fill(x: np.ndarray, observed: np.ndarray) -> np.ndarray:
     return out
 
 
+_RESETS = (None, "restart", "gap")  # reset codes of GapBank.process
+
+
+@dataclass
+class BatchFill:
+    """:meth:`GapBank.process` for M frames (one per stream): row i is the
+    :class:`FillResult` of frame i (:meth:`result` builds it)."""
+
+    x: np.ndarray  # (M, 17, 2) float32, the filled frames (rows where has_x is False: undefined)
+    has_x: np.ndarray  # (M,) something could be lifted
+    filled: np.ndarray  # (M, 17) joints not observed
+    valid: np.ndarray  # (M,)
+    gap: np.ndarray  # (M,) dropped frames before this one (silently stepped)
+    reset: np.ndarray  # (M,) index into _RESETS
+    silent: dict[int, np.ndarray]  # row -> (g, 17, 2) interpolated dropped frames (rows with some)
+
+    def result(self, i: int) -> FillResult:
+        empty = np.zeros((0, NUM_JOINTS, 2), np.float32)
+        return FillResult(self.x[i] if self.has_x[i] else None, np.flatnonzero(self.filled[i]).tolist(),
+                          bool(self.valid[i]), int(self.gap[i]), self.silent.get(i, empty), _RESETS[self.reset[i]])
+
+
+class GapBank:
+    """The fill state of many streams in arrays (one row per stream slot), stepped for a
+    batch of frames at once: the numpy form of the policy in the module docstring.
+
+    :meth:`process` takes at most one frame per slot; a stream's frames go in successive
+    calls, in order. :class:`GapFiller` is this with one slot.
+    """
+
+    def __init__(self, slots: int, policy: GapPolicy | None = None) -> None:
+        self.policy = policy or GapPolicy()
+        self.last_frame = np.zeros(slots, np.uint64)
+        self.has_frame = np.zeros(slots, bool)  # a frame number is known (restart detection)
+        self.last = np.zeros((slots, NUM_JOINTS, 2), np.float32)  # last filled frame
+        self.has_last = np.zeros(slots, bool)
+        self.age = np.zeros((slots, NUM_JOINTS), np.int64)  # frames since each joint was observed
+        self.empty_run = np.zeros(slots, np.int64)
+
+    def clear(self, slots, forget_frame: bool = False) -> None:
+        """Forget the history of ``slots`` (and, with ``forget_frame``, the frame counter:
+        a new stream in that slot)."""
+        self.has_last[slots] = False
+        self.age[slots] = 0
+        self.empty_run[slots] = 0
+        if forget_frame:
+            self.has_frame[slots] = False
+
+    def process(self, slots: np.ndarray, kp: np.ndarray, frames: np.ndarray) -> BatchFill:
+        """``kp`` (M, 17, 2) normalised, NaN where missing, for the distinct ``slots`` (M,);
+        ``frames`` (M,) the senders' frame numbers."""
+        p = self.policy
+        slots = np.asarray(slots, np.int64)
+        frames = np.asarray(frames, np.uint64)  # the protocol's frame numbers: 0 .. 2**64 - 1
+        kp = np.asarray(kp, dtype=np.float32)
+        m = len(slots)
+        known = self.has_frame[slots]
+        last = self.last_frame[slots]
+        restart = known & (frames <= last)
+        ahead = known & ~restart
+        with np.errstate(over="ignore"):  # rows not ahead wrap around; they are masked out
+            dropped = np.where(ahead, frames - last - np.uint64(1), np.uint64(0))
+        too_long = ahead & (dropped > np.uint64(p.max_gap_frames))
+        reset = np.where(restart, 1, np.where(too_long, 2, 0))
+        self.clear(slots[reset > 0])
+        gap = np.where(reset > 0, np.uint64(0), dropped).astype(np.int64)  # now at most max_gap_frames
+        self.last_frame[slots] = frames
+        self.has_frame[slots] = True
+        observed = ~np.isnan(kp).any(axis=-1)
+        enough = observed.sum(axis=1) >= p.min_observed_joints
+        history = self.has_last[slots]
+        x = np.empty((m, NUM_JOINTS, 2), np.float32)
+        has_x = np.zeros(m, bool)
+        valid = np.zeros(m, bool)
+        filled = ~observed
+        out_gap = np.zeros(m, np.int64)
+        silent: dict[int, np.ndarray] = {}
+
+        first = ~history & enough  # the stream (re)starts with this frame
+        if first.any():
+            rows = np.flatnonzero(first)
+            x[rows] = np.where(observed[rows, :, None], kp[rows], 0.0)
+            for r in rows[~observed[rows].all(axis=1)]:
+                x[r] = structural_fill(x[r], observed[r])
+            self.age[slots[rows]] = np.where(observed[rows], 0, p.max_hold_frames + 1)
+            has_x[rows] = valid[rows] = True
+
+        held = history & ~enough  # too few joints: hold the whole previous frame
+        if held.any():
+            rows = np.flatnonzero(held)
+            run = self.empty_run[slots[rows]] + 1 + gap[rows]
+            self.empty_run[slots[rows]] = run
+            over = run > p.max_gap_frames
+            gone = rows[over]  # empty for too long: the stream resets
+            self.clear(slots[gone])
+            reset[gone] = 2
+            filled[held] = True
+            keep = rows[~over]
+            x[keep] = self.last[slots[keep]]
+            self.age[slots[keep]] += (1 + gap[keep])[:, None]
+            has_x[keep] = True
+            out_gap[keep] = gap[keep]
+
+        seen = history & enough
+        if seen.any():
+            rows = np.flatnonzero(seen)
+            sl = slots[rows]
+            self.empty_run[sl] = 0
+            age = np.where(observed[rows], 0, self.age[sl] + (1 + gap[rows])[:, None])
+            self.age[sl] = age
+            x[rows] = np.where(observed[rows, :, None], kp[rows], self.last[sl])
+            stale = age > p.max_hold_frames
+            for k in np.flatnonzero(stale.any(axis=1)):
+                x[rows[k]] = structural_fill(x[rows[k]], ~stale[k])
+            has_x[rows] = valid[rows] = True
+            out_gap[rows] = gap[rows]
+
+        moved = has_x & history  # rows that continue a history: dropped frames in between
+        for r in np.flatnonzero(moved & (out_gap > 0)):
+            g = int(out_gap[r])
+            w = (np.arange(1, g + 1, dtype=np.float32) / (g + 1))[:, None, None]
+            silent[r] = (self.last[slots[r]][None] * (1 - w) + x[r][None] * w).astype(np.float32)
+        done = np.flatnonzero(has_x)
+        self.last[slots[done]] = x[done]
+        self.has_last[slots[done]] = True
+        return BatchFill(x, has_x, filled, valid, out_gap, reset, silent)
+
+
 class GapFiller:
-    """The per-stream fill state. Call :meth:`process` once per received frame, in order."""
+    """The per-stream fill state. Call :meth:`process` once per received frame, in order.
+    (A :class:`GapBank` of one slot: the engine keeps one bank for all its streams.)"""
 
     def __init__(self, policy: GapPolicy | None = None) -> None:
         self.policy = policy or GapPolicy()
-        self.last_frame: int | None = None
-        self.clear()
+        self.bank = GapBank(1, self.policy)
 
     def clear(self) -> None:
         """Forget the history (the frame counter is kept for restart detection)."""
-        self.last: np.ndarray | None = None  # last filled frame (17, 2)
-        self.age = np.zeros(NUM_JOINTS, dtype=np.int64)  # frames since each joint was observed
-        self.empty_run = 0
+        self.bank.clear([0])
 
     def process(self, kp: np.ndarray, frame: int) -> FillResult:
         """``kp`` (17, 2) normalised, NaN where missing; ``frame`` the sender's frame number."""
-        p = self.policy
-        reset = None
-        gap = 0
-        if self.last_frame is not None:
-            if frame <= self.last_frame:
-                reset = "restart"
-            else:
-                gap = frame - self.last_frame - 1
-                if gap > p.max_gap_frames:
-                    reset = "gap"
-        if reset is not None:
-            self.clear()
-            gap = 0
-        self.last_frame = frame
-        kp = np.asarray(kp, dtype=np.float32)
-        observed = ~np.isnan(kp).any(axis=-1)
-        filled = [int(j) for j in np.nonzero(~observed)[0]]
-        n_obs = int(observed.sum())
-
-        if self.last is None:
-            if n_obs < p.min_observed_joints:
-                return FillResult(None, filled, False, 0, reset=reset)
-            x = structural_fill(np.where(observed[:, None], kp, 0.0), observed)
-            self.age[:] = np.where(observed, 0, p.max_hold_frames + 1)
-            self.last = x
-            return FillResult(x, filled, True, 0, reset=reset)
-
-        silent_count = gap
-        if n_obs < p.min_observed_joints:  # empty frame: hold everything
-            self.empty_run += 1 + gap
-            if self.empty_run > p.max_gap_frames:
-                self.clear()
-                return FillResult(None, list(range(NUM_JOINTS)), False, 0, reset="gap")
-            x = self.last.copy()
-            valid = False
-            filled = list(range(NUM_JOINTS))
-            self.age += 1 + gap
-        else:
-            self.empty_run = 0
-            self.age = np.where(observed, 0, self.age + 1 + gap)
-            x = np.where(observed[:, None], kp, self.last)
-            stale = self.age > p.max_hold_frames
-            if stale.any():
-                x = structural_fill(x, ~stale)
-            valid = True
-        silent = np.zeros((0, NUM_JOINTS, 2), np.float32)
-        if silent_count:
-            w = (np.arange(1, silent_count + 1, dtype=np.float32) / (silent_count + 1))[:, None, None]
-            silent = (self.last[None] * (1 - w) + x[None] * w).astype(np.float32)
-        self.last = x.astype(np.float32)
-        return FillResult(self.last, filled, valid, gap, silent, reset)
+        return self.bank.process(np.zeros(1, np.int64), np.asarray(kp, dtype=np.float32)[None],
+                                 np.array([frame], np.uint64)).result(0)

@@ -2,13 +2,13 @@
 
 Layout mapping (COCO-17 / MediaPipe-33 -> H36M-17, :mod:`model.skeleton`), confidence
 threshold, normalisation to screen coordinates and gap filling (:mod:`stream.gapfill`)
-happen here and only here. :class:`stream.engine.LiftEngine` keeps one :class:`Intake` per
-stream, and everything that lifts frames goes through the engine: ``serve``, ``webcam``,
+happen here and only here, for whole batches of frames. :class:`stream.engine.LiftEngine`
+keeps one :class:`Intake` for all its stream slots, and everything that lifts frames goes through the engine: ``serve``, ``webcam``,
 ``demo`` and the offline ``video`` command, so a 2D sequence gives the same poses and
 validity flags whichever way it comes in.
 
-:meth:`Intake.process` returns a list of small queue items, in the order the engine must
-handle them: :class:`Reset` (reset the stream's model state first), :class:`Step` (one
+:meth:`Intake.process` returns, per frame, a list of small queue items, in the order the
+engine must handle them: :class:`Reset` (reset the stream's model state first), :class:`Step` (one
 model step; ``meta`` None for a silent, interpolated dropped frame) and :class:`Empty`
 (nothing liftable: published at once, invalid).
 """
@@ -16,6 +16,7 @@ model step; ``meta`` None for a silent, interpolated dropped frame) and :class:`
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from poselift.model.normalization import normalize_screen
 from poselift.model.skeleton import get_layout
 
-from .gapfill import GapFiller, GapPolicy
+from .gapfill import NUM_JOINTS, GapBank, GapPolicy
 from .protocol import Frame2D
 
 
@@ -33,10 +34,25 @@ def frame_to_model_input(frame: Frame2D, min_confidence: float) -> np.ndarray:
     Joints whose confidence is below ``min_confidence`` count as missing; NaN in a source
     joint only affects the H36M joints built from it.
     """
-    kp = np.array(frame.kp, dtype=np.float64)
-    if frame.conf is not None:
-        kp[np.asarray(frame.conf) < min_confidence] = np.nan
-    return normalize_screen(get_layout(frame.layout).to_h36m(kp), frame.width, frame.height)
+    return frames_to_model_input([frame], min_confidence)[0]
+
+
+def frames_to_model_input(frames: Sequence[Frame2D], min_confidence: float) -> np.ndarray:
+    """:func:`frame_to_model_input` for many frames at once: (M, 17, 2) float32. Frames of
+    one layout and image size are mapped and normalised in one numpy call (the server's
+    drains are mostly that: many streams, a few camera kinds)."""
+    out = np.empty((len(frames), NUM_JOINTS, 2), np.float32)
+    groups: dict[tuple[str, int, int], list[int]] = {}
+    for i, f in enumerate(frames):
+        groups.setdefault((f.layout, f.width, f.height), []).append(i)
+    for (layout, width, height), idx in groups.items():
+        kp = np.array([frames[i].kp for i in idx], dtype=np.float64)
+        for row, i in enumerate(idx):
+            conf = frames[i].conf
+            if conf is not None:
+                kp[row, np.asarray(conf) < min_confidence] = np.nan
+        out[idx] = normalize_screen(get_layout(layout).to_h36m(kp), width, height)
+    return out
 
 
 @dataclass
@@ -82,25 +98,58 @@ Item = Reset | Step | Empty
 
 
 class Intake:
-    """The per-stream state before the model: image size and gap filler."""
+    """The state before the model of every stream slot of an engine: image sizes and the
+    gap-fill state (:class:`stream.gapfill.GapBank`), in arrays. The engine hands it the
+    frames received since its last run, a layer at a time (at most one frame per slot:
+    the first frame of every stream, then the second, ...), and gets each frame's queue
+    items back."""
 
-    def __init__(self, policy: GapPolicy | None = None) -> None:
+    def __init__(self, slots: int, policy: GapPolicy | None = None) -> None:
         self.policy = policy or GapPolicy()
-        self.filler = GapFiller(self.policy)
-        self.size: tuple[int, int] | None = None
+        self.gaps = GapBank(slots, self.policy)
+        self.sizes: list[tuple[int, int] | None] = [None] * slots
 
-    def process(self, f: Frame2D) -> list[Item]:
-        """The queue items for one received frame (frames of a stream in arrival order)."""
-        items: list[Item] = []
-        if self.size is not None and (f.width, f.height) != self.size:
-            items.append(Reset("size_change"))
-            self.filler.clear()
-        self.size = (f.width, f.height)
-        r = self.filler.process(frame_to_model_input(f, self.policy.min_confidence), f.frame)
-        if r.reset is not None:
-            items.append(Reset(r.reset))
-        meta = Meta(f.stream, f.frame, f.t, f.t_recv or time.perf_counter(), r.valid, r.filled, r.gap,
-                    None if r.x is None else r.x.copy(), f.width, f.height, f.focal_px)
-        items.extend(Step(silent, None) for silent in r.silent)
-        items.append(Empty(meta) if r.x is None else Step(r.x, meta))
-        return items
+    def start(self, slot: int) -> None:
+        """A new stream takes ``slot``: nothing of the previous one is kept."""
+        self.sizes[slot] = None
+        self.gaps.clear([slot], forget_frame=True)
+
+    def model_inputs(self, frames: Sequence[Frame2D]) -> list[np.ndarray | None]:
+        """:func:`frames_to_model_input` of ``frames`` together; if that fails, frame by
+        frame, and None for a frame that fails alone (it cannot be lifted)."""
+        try:
+            return list(frames_to_model_input(frames, self.policy.min_confidence))
+        except Exception:  # noqa: BLE001 (a Frame2D no validation made: find the culprit)
+            out: list[np.ndarray | None] = []
+            for f in frames:
+                try:
+                    out.append(frame_to_model_input(f, self.policy.min_confidence))
+                except Exception:  # noqa: BLE001
+                    out.append(None)
+            return out
+
+    def process(self, slots: Sequence[int], frames: Sequence[Frame2D], xs: Sequence[np.ndarray]) -> list[list[Item]]:
+        """The queue items of one layer: frame ``frames[i]`` (model input ``xs[i]``) of the
+        stream in slot ``slots[i]``, slots distinct, each stream's frames in arrival order."""
+        sized: list[list[Item]] = []
+        for slot, f in zip(slots, frames):
+            size = (f.width, f.height)
+            if self.sizes[slot] is not None and size != self.sizes[slot]:
+                sized.append([Reset("size_change")])
+                self.gaps.clear([slot])
+            else:
+                sized.append([])
+            self.sizes[slot] = size
+        fill = self.gaps.process(np.asarray(slots, np.int64), np.stack(xs),
+                                 np.array([f.frame for f in frames], np.uint64))
+        out = []
+        for i, (f, items) in enumerate(zip(frames, sized)):
+            r = fill.result(i)
+            if r.reset is not None:
+                items.append(Reset(r.reset))
+            meta = Meta(f.stream, f.frame, f.t, f.t_recv or time.perf_counter(), r.valid, r.filled, r.gap,
+                        None if r.x is None else r.x.copy(), f.width, f.height, f.focal_px)
+            items.extend(Step(silent, None) for silent in r.silent)
+            items.append(Empty(meta) if r.x is None else Step(r.x, meta))
+            out.append(items)
+        return out

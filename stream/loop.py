@@ -24,6 +24,9 @@ Stage = Callable[[list[PoseOut]], list[PoseOut]]
 # Where poses go. It may return the pose's latency in ms (e.g. PosePublisher.send_pose,
 # measured at the send); None lets the loop measure it when the sink returns.
 Sink = Callable[[PoseOut], "float | None"]
+# Where a whole round of poses goes at once (e.g. PosePublisher.send_poses, which encodes them
+# together); returns each pose's latency in ms.
+BatchSink = Callable[[list[PoseOut]], list[float]]
 
 LATENCY_WINDOW = 100_000  # latencies kept for the summaries (bounded: serve runs for days)
 
@@ -34,6 +37,8 @@ class PoseLoop:
     Args:
         engine: the lifting engine (per-stream intake and batched model steps).
         sink: called with each finished pose, in order; may return its latency in ms.
+        batch_sink: instead of ``sink``, called with each round's list of poses (after the
+            stages); returns their latencies in ms.
         stages: per-batch post-processing hook, applied in order to the list of poses of
             each round before any of them reaches the sink. A stage may change poses in
             place (e.g. fill ``PoseOut.extras`` with per-stream skeleton, rotations, root
@@ -45,9 +50,12 @@ class PoseLoop:
     """
 
     def __init__(self, engine: LiftEngine, sink: Sink | None = None, *, stages: Sequence[Stage] = (),
-                 latency_window: int = LATENCY_WINDOW) -> None:
+                 latency_window: int = LATENCY_WINDOW, batch_sink: BatchSink | None = None) -> None:
+        if sink is not None and batch_sink is not None:
+            raise ValueError("give a sink or a batch_sink, not both")
         self.engine = engine
         self.sink = sink
+        self.batch_sink = batch_sink
         self.stages: list[Stage] = list(stages)
         self.latencies_ms: deque[float] = deque(maxlen=latency_window)
         self.delivered = 0  # poses handed to the sink
@@ -91,6 +99,12 @@ class PoseLoop:
     def _deliver(self, poses: list[PoseOut]) -> None:
         for stage in self.stages:
             poses = stage(poses)
+        if self.batch_sink is not None and poses:
+            self.latencies_ms.extend(self.batch_sink(poses))
+            self.delivered += len(poses)
+            self.valid += sum(bool(p.valid) for p in poses)
+            self.last = poses[-1]
+            return
         for p in poses:
             latency = self.sink(p) if self.sink is not None else None
             self.latencies_ms.append((time.perf_counter() - p.t_recv) * 1000.0 if latency is None else latency)

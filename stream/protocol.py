@@ -11,8 +11,11 @@ whose ``detail`` is a human-readable sentence.
 
 from __future__ import annotations
 
+import itertools
 import math
+import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,9 +112,21 @@ def _check_stream(stream: Any) -> str:
     return stream
 
 
-def validate_input(msg: Any) -> Frame2D | EndOfStream:
-    """Check a decoded message against the v1 input schema (a 2D frame, or an ``end``
-    message when ``type`` is "end"); raise ProtocolError if not."""
+@dataclass
+class _Header:
+    """The checked fields of a 2D frame message, before its keypoints are checked."""
+
+    stream: str
+    frame: int
+    t: float
+    layout: str
+    width: int
+    height: int
+    kp: Any  # the message's `kp` list, not yet checked beyond its length
+
+
+def _check_header(msg: Any) -> _Header | EndOfStream:
+    """Every check of :func:`validate_input` up to the keypoints, in the same order."""
     if not isinstance(msg, dict):
         raise ProtocolError("not_a_map", f"message is a msgpack {type(msg).__name__}, not a map")
     if "v" not in msg:
@@ -149,6 +164,12 @@ def validate_input(msg: Any) -> Frame2D | EndOfStream:
     n = LAYOUTS[layout_name].num_joints
     if len(kp_in) != n:
         raise ProtocolError("wrong_joint_count", f"layout {layout_name} has {n} joints, 'kp' has {len(kp_in)}")
+    return _Header(stream, int(frame), float(t), layout_name, int(width), int(height), kp_in)
+
+
+def _check_keypoints(kp_in: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The per-joint checks of ``kp`` (any mix of [x, y], [x, y, c] and nil rows):
+    (kp (n, 2) float64, NaN = absent; conf (n,) or None when no row has one)."""
     kp = np.full((n, 2), np.nan)
     conf = np.ones(n)
     has_conf = False
@@ -169,8 +190,94 @@ def validate_input(msg: Any) -> Frame2D | EndOfStream:
                 raise ProtocolError("non_finite", f"kp[{j}] confidence is {c}")
             conf[j] = min(max(c, 0.0), 1.0)
         kp[j] = (x, y)
-    return Frame2D(stream, int(frame), float(t), layout_name, int(width), int(height), kp,
-                   conf if has_conf else None, focal_px=_check_focal(msg.get("focal_px")))
+    return kp, (conf if has_conf else None)
+
+
+_PLAIN_NUMBERS = {int, float}
+
+
+def _plain_row_width(kp_in: Any) -> int:
+    """2 or 3 when ``kp`` is a list of lists that all hold that many int/float values (the
+    common message: no nil rows, no bools, no mixed widths), else 0. Such keypoints can be
+    checked for many messages at once (:func:`_plain_keypoints_ok`); any other goes
+    through :func:`_check_keypoints` joint by joint."""
+    if type(kp_in) is not list or set(map(type, kp_in)) != {list}:
+        return 0
+    widths = set(map(len, kp_in))
+    if len(widths) != 1:
+        return 0
+    width = widths.pop()
+    if width not in (2, 3) or not set(map(type, itertools.chain.from_iterable(kp_in))) <= _PLAIN_NUMBERS:
+        return 0
+    return width
+
+
+def _plain_keypoints_ok(arr: np.ndarray) -> np.ndarray:
+    """(M,) whether each of M plain keypoint arrays (M, n, 2|3) passes every check of
+    :func:`_check_keypoints`; those that do not are checked again joint by joint, which
+    raises the error a single message would."""
+    with np.errstate(invalid="ignore"):
+        xy = arr[..., :2]
+        nan = np.isnan(xy)
+        bad = np.isinf(xy).any(axis=(1, 2)) | (nan[..., 0] != nan[..., 1]).any(axis=1)
+        bad |= (np.abs(xy) > MAX_COORD_PX).any(axis=(1, 2))
+        if arr.shape[-1] == 3:
+            bad |= ~np.isfinite(arr[..., 2]).all(axis=1)
+    return ~bad
+
+
+def _frame(head: _Header, msg: dict, kp: np.ndarray, conf: np.ndarray | None) -> Frame2D:
+    return Frame2D(head.stream, head.frame, head.t, head.layout, head.width, head.height, kp, conf,
+                   focal_px=_check_focal(msg.get("focal_px")))
+
+
+def validate_input(msg: Any) -> Frame2D | EndOfStream:
+    """Check a decoded message against the v1 input schema (a 2D frame, or an ``end``
+    message when ``type`` is "end"); raise ProtocolError if not."""
+    result = validate_inputs([msg])[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def validate_inputs(msgs: Sequence[Any]) -> list[Frame2D | EndOfStream | Exception]:
+    """:func:`validate_input` for many decoded messages at once: per message, its Frame2D or
+    EndOfStream, or the exception it raises (a :class:`ProtocolError`, exactly the one a
+    single call gives). The keypoints of all plain messages of one shape are checked in one
+    numpy pass; the header fields still cost a few dict look-ups per message."""
+    out: list[Any] = [None] * len(msgs)
+    plain: dict[tuple[int, int], list[tuple[int, _Header, dict]]] = {}
+    for i, msg in enumerate(msgs):
+        try:
+            head = _check_header(msg)
+            if isinstance(head, EndOfStream):
+                out[i] = head
+                continue
+            width = _plain_row_width(head.kp)
+            if width:
+                plain.setdefault((len(head.kp), width), []).append((i, head, msg))
+            else:
+                out[i] = _frame(head, msg, *_check_keypoints(head.kp, len(head.kp)))
+        except Exception as exc:  # ProtocolError, or a bug: returned, never raised, per message
+            out[i] = exc
+    for (n, width), group in plain.items():
+        try:
+            arr = np.array([head.kp for _, head, _ in group], dtype=np.float64)  # (M, n, 2|3)
+            ok = _plain_keypoints_ok(arr)
+        except (OverflowError, ValueError, TypeError):  # e.g. an integer beyond float64: one by one
+            arr = np.zeros((len(group), n, width))
+            ok = np.zeros(len(group), bool)
+        kp_all = np.ascontiguousarray(arr[..., :2])
+        conf_all = np.clip(arr[..., 2], 0.0, 1.0) if width == 3 else None
+        for row, (i, head, msg) in enumerate(group):
+            try:
+                if ok[row]:
+                    out[i] = _frame(head, msg, kp_all[row], None if conf_all is None else conf_all[row])
+                else:
+                    out[i] = _frame(head, msg, *_check_keypoints(head.kp, n))
+            except Exception as exc:
+                out[i] = exc
+    return out
 
 
 def _check_focal(focal: Any) -> float | None:
@@ -186,15 +293,37 @@ def _check_focal(focal: Any) -> float | None:
     return float(focal)
 
 
-def decode_input(data: bytes) -> Frame2D | EndOfStream:
-    """Bytes of one v1 input message -> Frame2D (or EndOfStream); raise ProtocolError with the reason."""
+def _unpack(data: bytes) -> Any:
     if len(data) > MAX_MESSAGE_BYTES:
         raise ProtocolError("oversized", f"message is {len(data)} bytes, the limit is {MAX_MESSAGE_BYTES}")
     try:
-        msg = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
     except Exception as exc:  # ExtraData, FormatError, StackError, UnicodeDecodeError, ...
         raise ProtocolError("malformed_msgpack", f"{type(exc).__name__}: {exc}"[:200]) from None
-    return validate_input(msg)
+
+
+def decode_input(data: bytes) -> Frame2D | EndOfStream:
+    """Bytes of one v1 input message -> Frame2D (or EndOfStream); raise ProtocolError with the reason."""
+    return validate_input(_unpack(data))
+
+
+def decode_inputs(datas: Sequence[bytes]) -> list[Frame2D | EndOfStream | Exception]:
+    """:func:`decode_input` for many messages at once (what the server read in one drain):
+    per message, in order, its Frame2D or EndOfStream, or the exception a single
+    :func:`decode_input` raises for it (a :class:`ProtocolError`; anything else is a bug)."""
+    msgs: list[Any] = []
+    errors: dict[int, Exception] = {}
+    for i, data in enumerate(datas):
+        try:
+            msgs.append(_unpack(data))
+        except ProtocolError as exc:
+            errors[i] = exc
+            msgs.append(None)
+    checked = validate_inputs([m for i, m in enumerate(msgs) if i not in errors]) if errors else validate_inputs(msgs)
+    if not errors:
+        return checked
+    it = iter(checked)
+    return [errors[i] if i in errors else next(it) for i in range(len(datas))]
 
 
 def encode_input(stream: str, frame: int, kp: Any, *, width: int, height: int,
@@ -231,27 +360,83 @@ def encode_pose(*, stream: str, frame: int, t: float, joints: np.ndarray, valid:
     count the poses it missed (PUB drops) and notice a publisher restart (seq goes back).
     ``rotations``: (19, 4) local rig rotations [x, y, z, w] (docs/protocol.md, The rig), or
     None (raw output, or no body yet): sent as nil."""
-    msg = {
-        "v": VERSION,
-        "type": "pose3d",
-        "stream": stream,
-        "frame": int(frame),
-        "t": float(t),
-        "t_out": time.time() if t_out is None else float(t_out),
-        "latency_ms": float(latency_ms),
-        "layout": "h36m17",
-        "joint_names": list(H36M_JOINT_NAMES),
-        "joints": np.asarray(joints, dtype=np.float64).tolist(),
-        "valid": bool(valid),
-        "warmup": bool(warmup),
-        "filled": [int(j) for j in filled],
-        "gap": int(gap),
-        "root": None if root is None else np.asarray(root, dtype=np.float64).reshape(3).tolist(),
-        "rotations": None if rotations is None else np.asarray(rotations, dtype=np.float64).reshape(-1, 4).tolist(),
-    }
-    if seq is not None:
-        msg["seq"] = int(seq)
-    return msgpack.packb(msg, use_bin_type=True)
+    return PoseEncoder().encode(
+        [PoseFields(stream, frame, t, time.time() if t_out is None else t_out, latency_ms, valid, warmup, filled,
+                    gap, root, rotations, seq)], np.asarray(joints, dtype=np.float64)[None])[0]
+
+
+@dataclass
+class PoseFields:
+    """The per-pose fields of a pose3d message other than its joints (see :func:`encode_pose`)."""
+
+    stream: str
+    frame: int
+    t: float
+    t_out: float
+    latency_ms: float
+    valid: bool
+    warmup: bool
+    filled: list[int]
+    gap: int = 0
+    root: np.ndarray | None = None
+    rotations: np.ndarray | None = None
+    seq: int | None = None
+
+
+_pack = msgpack.Packer(use_bin_type=True).pack
+_F64 = struct.Struct(">Bd")  # a msgpack float 64: 0xcb, then the value big-endian
+_NIL, _TRUE, _FALSE = b"\xc0", b"\xc3", b"\xc2"
+
+
+def _float_matrices(a: np.ndarray) -> list[bytes]:
+    """msgpack bytes of each ``a[i].tolist()`` for an (N, R, C) float64 array, made in one
+    numpy pass: an array of R arrays of C float 64s (C <= 15)."""
+    n, rows, cols = a.shape
+    dtype = np.dtype([("h", "u1")] + [f for c in range(cols) for f in ((f"m{c}", "u1"), (f"v{c}", ">f8"))])
+    rec = np.empty((n, rows), dtype)
+    rec["h"] = 0x90 | cols
+    for c in range(cols):
+        rec[f"m{c}"] = 0xCB
+        rec[f"v{c}"] = a[..., c]
+    head = _pack([None] * rows)[:-rows]  # the array header alone (each nil is one byte)
+    raw = memoryview(rec.tobytes())
+    size = rows * dtype.itemsize
+    return [head + raw[i * size:(i + 1) * size] for i in range(n)]
+
+
+class PoseEncoder:
+    """pose3d messages for a batch, byte for byte what ``msgpack.packb`` makes of the map
+    (docs/protocol.md, key order as listed there): the constant keys and values are packed
+    once, the float arrays of the whole batch in one numpy pass (:func:`_float_matrices`)."""
+
+    def __init__(self) -> None:
+        k = _pack
+        self._head = {n: (b"\xde" + struct.pack(">H", n)) + k("v") + k(VERSION) + k("type") + k("pose3d") + k("stream")
+                      for n in (16, 17)}
+        self._names = k("layout") + k("h36m17") + k("joint_names") + k(list(H36M_JOINT_NAMES)) + k("joints")
+        self._keys = {name: k(name) for name in ("frame", "t", "t_out", "latency_ms", "valid", "warmup", "filled",
+                                                 "gap", "root", "rotations", "seq")}
+
+    def encode(self, fields: Sequence[PoseFields], joints: np.ndarray) -> list[bytes]:
+        """One message per pose: ``fields[i]`` and ``joints[i]`` (N, 17, 3)."""
+        key = self._keys
+        packed_joints = _float_matrices(np.asarray(joints, dtype=np.float64))
+        rot_rows = [i for i, f in enumerate(fields) if f.rotations is not None]
+        rotations = dict(zip(rot_rows, _float_matrices(np.stack(
+            [np.asarray(fields[i].rotations, dtype=np.float64).reshape(-1, 4) for i in rot_rows])))) if rot_rows else {}
+        out = []
+        for i, f in enumerate(fields):
+            root = _NIL if f.root is None else _pack(np.asarray(f.root, dtype=np.float64).reshape(3).tolist())
+            parts = [self._head[16 if f.seq is None else 17], _pack(f.stream),
+                     key["frame"], _pack(int(f.frame)), key["t"], _F64.pack(0xCB, float(f.t)),
+                     key["t_out"], _F64.pack(0xCB, float(f.t_out)), key["latency_ms"], _F64.pack(0xCB, float(f.latency_ms)),
+                     self._names, packed_joints[i], key["valid"], _TRUE if f.valid else _FALSE,
+                     key["warmup"], _TRUE if f.warmup else _FALSE, key["filled"], _pack([int(j) for j in f.filled]),
+                     key["gap"], _pack(int(f.gap)), key["root"], root, key["rotations"], rotations.get(i, _NIL)]
+            if f.seq is not None:
+                parts += (key["seq"], _pack(int(f.seq)))
+            out.append(b"".join(parts))
+        return out
 
 
 def encode_status(event: str, counters: dict[str, Any], *, stream: str | None = None,

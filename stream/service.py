@@ -25,6 +25,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import zmq
 
 from .engine import Event, LiftEngine, PoseOut
@@ -33,8 +34,9 @@ from .protocol import (
     STATUS_TOPIC,
     Frame2D,
     ProtocolError,
-    decode_input,
-    encode_pose,
+    decode_inputs,
+    PoseEncoder,
+    PoseFields,
     encode_status,
     pose_topic,
     skeleton_map,
@@ -85,12 +87,15 @@ class PosePublisher:
         # What status messages the publisher sends by itself (skeleton) report as counters.
         self.counters: Callable[[], dict[str, Any]] = lambda: {"published": self.published}
         self._skeletons: dict[str, dict[str, Any]] = {}  # the latest skeleton of each stream, for late joiners
+        self._encoder = PoseEncoder()
+        self._waited = False  # the last _send waited for a lossless consumer
+        self._topics: dict[str, bytes] = {}  # pose_topic(stream) encoded, bounded like _seq
 
-    def _send(self, topic: str, payload: bytes, *, block: bool = True) -> bool:
+    def _send(self, topic: str | bytes, payload: bytes, *, block: bool = True) -> bool:
         """Send one message. PUB never waits (it drops at the high-water mark). PUSH waits
         for a consumer when ``block`` (lossless poses), polling so that :attr:`should_stop`
         can end the wait; status messages (``block=False``) are dropped instead."""
-        parts = [payload] if self.single_frame else [topic.encode(), payload]
+        parts = [payload] if self.single_frame else [topic if isinstance(topic, bytes) else topic.encode(), payload]
         while True:
             try:
                 self.sock.send_multipart(parts, zmq.NOBLOCK)
@@ -102,24 +107,62 @@ class PosePublisher:
                 if self.should_stop is not None and self.should_stop():
                     self.undelivered += 1
                     return False
+                self._waited = True
                 self.sock.poll(100, zmq.POLLOUT)
 
     def send_pose(self, p: PoseOut) -> float:
         """Publish one pose; returns its latency in ms (receipt to send)."""
-        latency_ms = (time.perf_counter() - p.t_recv) * 1000.0
-        seq = self._seq.pop(p.stream, -1) + 1  # re-inserted last: the dict is ordered by recent use
+        return self.send_poses([p])[0]
+
+    def send_poses(self, poses: list[PoseOut]) -> list[float]:
+        """Publish a batch of poses in order (a stream's ``skeleton`` status just before the
+        pose that first uses it); returns each one's latency in ms (receipt to encoding,
+        which the send follows at once). The messages are encoded together
+        (:class:`stream.protocol.PoseEncoder`); when a lossless send had to wait for the
+        consumer, the poses after it are encoded again, so that their ``t_out`` and
+        ``latency_ms`` include the wait, as they did when each pose was encoded alone."""
+        seqs = [self._next_seq(p.stream) for p in poses]
+        latencies: list[float] = []
+        while len(latencies) < len(poses):
+            self._send_from(poses, seqs, len(latencies), latencies)
+        return latencies
+
+    def _send_from(self, poses: list[PoseOut], seqs: list[int], start: int, latencies: list[float]) -> None:
+        """Encode ``poses[start:]`` now and send them, appending their latencies, until
+        one of them had to wait for the consumer (then the rest is left for a new call)."""
+        now, t_out = time.perf_counter(), time.time()
+        rest = poses[start:]
+        fields = []
+        for p, seq in zip(rest, seqs[start:]):
+            motion = p.extras.get("motion")
+            fields.append(PoseFields(p.stream, p.frame, p.t, t_out, (now - p.t_recv) * 1000.0, p.valid, p.warmup,
+                                     p.filled, p.gap, p.root,
+                                     motion.rotations if motion is not None and motion.valid else None, seq))
+        for p, f, payload in zip(rest, fields, self._encoder.encode(fields, np.stack([p.joints for p in rest]))):
+            motion = p.extras.get("motion")
+            if motion is not None and motion.skeleton_changed:
+                self.send_skeleton(p.stream, p.frame, motion.offsets, motion.skeleton_reason or "settled")
+            self._waited = False
+            if self._send(self._topic(p.stream), payload):
+                self.published += 1
+            latencies.append(f.latency_ms)
+            if self._waited:
+                return
+
+    def _next_seq(self, stream: str) -> int:
+        seq = self._seq.pop(stream, -1) + 1  # re-inserted last: the dict is ordered by recent use
         if len(self._seq) >= MAX_SEQ_STREAMS:
             del self._seq[next(iter(self._seq))]  # forget the least recently published stream
-        self._seq[p.stream] = seq
-        motion = p.extras.get("motion")
-        if motion is not None and motion.skeleton_changed:
-            self.send_skeleton(p.stream, p.frame, motion.offsets, motion.skeleton_reason or "settled")
-        if self._send(pose_topic(p.stream), encode_pose(
-                stream=p.stream, frame=p.frame, t=p.t, joints=p.joints, valid=p.valid, warmup=p.warmup,
-                filled=p.filled, latency_ms=latency_ms, gap=p.gap, root=p.root, seq=seq,
-                rotations=motion.rotations if motion is not None and motion.valid else None)):
-            self.published += 1
-        return latency_ms
+        self._seq[stream] = seq
+        return seq
+
+    def _topic(self, stream: str) -> bytes:
+        topic = self._topics.get(stream)
+        if topic is None:
+            if len(self._topics) >= MAX_SEQ_STREAMS:
+                self._topics.clear()
+            topic = self._topics[stream] = pose_topic(stream).encode()
+        return topic
 
     def send_skeleton(self, stream: str, frame: int, offsets: Any, reason: str) -> None:
         """A ``skeleton`` status message, sent before the pose that first uses it. It is not
@@ -162,13 +205,18 @@ class PoseServer:
                  *, lossless: bool = False, single_frame: bool = False, status_interval_s: float = 1.0,
                  context: zmq.Context | None = None, allow_remote: bool = False,
                  curve_secret_key: str | None = None, curve_clients: str | None = None,
-                 stages: list[Stage] | tuple[Stage, ...] = ()) -> None:
+                 stages: list[Stage] | tuple[Stage, ...] = (), max_drain: int = MAX_DRAIN) -> None:
         """``curve_secret_key``: the server's CURVE key pair file (``poselift keygen``):
         both sockets encrypt, and peers need the server's public key. ``curve_clients``: a
         folder of the public keys (``*.key``) of the clients allowed to connect; others are
         refused (ZAP). Without it any peer that knows the server's public key may connect.
-        ``stages``: per-batch post-processing before publishing (:class:`stream.loop.PoseLoop`)."""
+        ``stages``: per-batch post-processing before publishing (:class:`stream.loop.PoseLoop`).
+        ``max_drain``: at most this many waiting input messages are read before the model
+        steps (the batching bound, docs/protocol.md, Batching)."""
+        if max_drain < 1:
+            raise ValueError("max_drain must be at least 1")
         self.engine = engine
+        self.max_drain = max_drain
         self._auth = None
         if curve_clients and not curve_secret_key:
             raise ValueError("--curve-clients needs --curve-secret-key")
@@ -208,7 +256,7 @@ class PoseServer:
         self.received = 0
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
-        self.loop = PoseLoop(engine, self.publisher.send_pose, stages=stages)
+        self.loop = PoseLoop(engine, batch_sink=self.publisher.send_poses, stages=stages)
         # the latest poses' latencies (for the exit summary); bounded: a list grew by one
         # float per pose for as long as serve ran (about 1 GiB a day at 16 streams x 30 fps)
         self.latencies_ms: deque[float] = self.loop.latencies_ms
@@ -240,29 +288,25 @@ class PoseServer:
 
     # --------------------------------------------------------------------- loop
     def poll_once(self, timeout_ms: int = 100) -> int:
-        """Wait up to ``timeout_ms`` for input, read what is queued (up to MAX_DRAIN
-        messages), lift it in batches and publish. Returns the number of messages read."""
-        n = 0
-        if self.inp.poll(timeout_ms, zmq.POLLIN):
-            while n < MAX_DRAIN:
+        """Wait up to ``timeout_ms`` for input, read what is queued (up to ``max_drain``
+        messages), decode and validate it as one batch, lift it in batched rounds and
+        publish. Returns the number of messages read."""
+        datas, times = self._drain(timeout_ms)
+        if datas:
+            self.received += len(datas)
+            items = decode_inputs(datas)
+            for item, t_recv in zip(items, times):
                 try:
-                    parts = self.inp.recv_multipart(zmq.NOBLOCK, copy=True)
-                except zmq.Again:
-                    break
-                n += 1
-                self.received += 1
-                t_recv = time.perf_counter()
-                try:
-                    item = decode_input(parts[-1])
+                    if isinstance(item, Exception):
+                        raise item
                     item.t_recv = t_recv
                     if self.loop.submit(item) and isinstance(item, Frame2D):
                         self.accepted += 1
                 except ProtocolError as exc:
                     self.engine.reject(exc.reason, exc.detail)
                 except Exception as exc:  # never let one message take the server down
-                    traceback.print_exc(file=sys.stderr)
+                    traceback.print_exception(exc, file=sys.stderr)
                     self.engine.reject("internal_error", f"{type(exc).__name__}: {exc}")
-        if n:
             self.loop.step()
             self._report(self.engine.take_events())
         now = time.monotonic()
@@ -270,7 +314,23 @@ class PoseServer:
             self._last_status = now
             self.publisher.send_status("counters", self.counters())
             self.publisher.resend_skeletons()
-        return n
+        return len(datas)
+
+    def _drain(self, timeout_ms: int) -> tuple[list[bytes], list[float]]:
+        """Everything waiting on the input socket, up to ``max_drain`` messages (the last
+        frame of each), with each one's receipt time."""
+        datas: list[bytes] = []
+        times: list[float] = []
+        if self.inp.poll(timeout_ms, zmq.POLLIN):
+            recv, clock, limit = self.inp.recv_multipart, time.perf_counter, self.max_drain
+            while len(datas) < limit:
+                try:
+                    parts = recv(zmq.NOBLOCK, copy=True)
+                except zmq.Again:
+                    break
+                times.append(clock())
+                datas.append(parts[-1])
+        return datas, times
 
     def serve_forever(self, *, max_frames: int | None = None, duration_s: float | None = None) -> dict[str, Any]:
         """Run until :meth:`stop`, Ctrl-C, ``max_frames`` published poses or ``duration_s``."""
