@@ -106,7 +106,9 @@ def test_sigterm_with_a_stalled_lossless_consumer_still_exits(tmp_path):
                 tx.send(encode_input("s", sent, kp, width=WIDTH, height=HEIGHT, t=0.0), zmq.NOBLOCK)
                 sent += 1
             except zmq.Again:  # blocked; but only when it stays blocked is the server stuck
-                if tx.poll(3000, zmq.POLLOUT) == 0:  # (ZeroMQ wakes a writer at half the HWM)
+                # (ZeroMQ wakes a writer at half the HWM). 6 s: a server that is only slow (a
+                # loaded machine; it once read nothing for 3 s) must not pass for a stuck one.
+                if tx.poll(6000, zmq.POLLOUT) == 0:
                     break
         t0 = time.monotonic()
         code, out, err = serve.stop(signal.SIGTERM, timeout=20)
