@@ -30,7 +30,7 @@ def _model_options(p: argparse.ArgumentParser, precision: bool = True) -> None:
 def _temporal_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lookahead", type=int, default=None, metavar="F",
                    help="use the shipped model that sees F future frames (live latency F frames): 0 causal, "
-                        "121 full-context (smoothest, no trajectory model), others as 'poselift info' lists (default 0)")
+                        "121 full-context (smoothest), others as 'poselift info' lists (default: 0 live, 121 for video)")
     p.add_argument("--smooth", action="store_true",
                    help="causal One-Euro filter on the output joints (less jitter, a little lag; off by default)")
     p.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ",
@@ -173,7 +173,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--render", default=None, metavar="OUT.mp4", help="also write an animation (.mp4 or .gif)")
     p.add_argument("--model", choices=("causal", "full"), default=None,
                    help="shipped model to use when --checkpoint is not given (causal = --lookahead 0, "
-                        "full = the full-context look-ahead, which has no trajectory model; default causal)")
+                        "full = --lookahead 121, the full-context model; default full)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="only the first N frames")
     p.add_argument("--bvh", default=None, metavar="OUT.bvh", help="also write the motion as a BVH file")
     p.add_argument("--allow-remote", action="store_true", help="allow --vmc to a host that is not loopback")
