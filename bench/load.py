@@ -256,7 +256,9 @@ def load_curve(stream_counts: Sequence[int] = (1, 8, 64, 256), *, duration_s: fl
     """The load curve; ``drains``: drain bounds to compare at ``drain_streams`` streams."""
     from .hardware import hardware
 
-    out: dict = {"hardware": hardware("cpu"), "torch_threads_in_server": threads, "duration_s": duration_s,
+    machine = hardware("cpu")
+    machine["torch_threads"] = threads  # the server's (the bench process's own count does not matter)
+    out: dict = {"hardware": machine, "torch_threads_in_server": threads, "duration_s": duration_s,
                  "mode": "serve --lossless (PUSH/PULL), serve's stages (frame-rate check, motion stage)",
                  "max_lag_s": MAX_LAG_S, "curve": {}}
     for n in stream_counts:
