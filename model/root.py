@@ -164,30 +164,31 @@ def root_from_pose(pose: np.ndarray, keypoints_norm: np.ndarray, focal_px: Any, 
     f_n = np.asarray(normalized_focal(focal_px, width), dtype=np.float64)[..., None]
     w = np.ones(pose.shape[:-1]) if weights is None else np.broadcast_to(np.asarray(weights, np.float64), pose.shape[:-1])
     usable = np.isfinite(pose).all(axis=-1) & np.isfinite(x).all(axis=-1) & (w > 0)
-    w = np.where(usable, w, 0.0)
-    p = np.where(usable[..., None], pose, 0.0)
-    u = np.where(usable, x[..., 0] - cx, 0.0)
-    v = np.where(usable, x[..., 1] - cy, 0.0)
-    # Normal equations of the 2J rows [f_n, 0, -u] . T = u P_z - f_n P_x and [0, f_n, -v] . T = v P_z - f_n P_y.
-    sw, su, sv = w.sum(-1), (w * u).sum(-1), (w * v).sum(-1)
+    if usable.all():  # the common case: no masking (each numpy call costs ~1 us at batch 1)
+        p, u, v = pose, x[..., 0] - cx, x[..., 1] - cy
+    else:
+        w = np.where(usable, w, 0.0)
+        p = np.where(usable[..., None], pose, 0.0)
+        u = np.where(usable, x[..., 0] - cx, 0.0)
+        v = np.where(usable, x[..., 1] - cy, 0.0)
+    # Normal equations of the 2J rows [f_n, 0, -u] . T = u P_z - f_n P_x and [0, f_n, -v] . T = v P_z - f_n P_y:
+    #   [[a, 0, -b], [0, a, -c], [-b, -c, d]] T = r,  a = f^2 sum w, b = f sum w u, c = f sum w v,
+    #   d = sum w (u^2 + v^2). Eliminating T_x, T_y leaves T_z over the Schur complement
+    #   d - (b^2 + c^2) / a = sum w * (the weighted spread of the 2D joints around their mean),
+    #   zero only when every joint projects to one point: a closed form, no matrix solve.
     f = f_n[..., 0]
-    ata = np.zeros(pose.shape[:-2] + (3, 3))
-    ata[..., 0, 0] = ata[..., 1, 1] = f * f * sw
-    ata[..., 0, 2] = ata[..., 2, 0] = -f * su
-    ata[..., 1, 2] = ata[..., 2, 1] = -f * sv
-    ata[..., 2, 2] = (w * (u * u + v * v)).sum(-1)
+    sw, su, sv = w.sum(-1), (w * u).sum(-1), (w * v).sum(-1)
     bx = u * p[..., 2] - f_n * p[..., 0]
     by = v * p[..., 2] - f_n * p[..., 1]
-    atb = np.stack([f * (w * bx).sum(-1), f * (w * by).sum(-1), -(w * (u * bx + v * by)).sum(-1)], axis=-1)
-    with np.errstate(all="ignore"):  # overflowing input is caught below, not warned about
-        solvable = ((usable.sum(-1) >= MIN_FIT_JOINTS) & np.isfinite(ata).all(axis=(-2, -1))
-                    & np.isfinite(atb).all(axis=-1))
-        solvable &= np.abs(np.linalg.det(np.where(solvable[..., None, None], ata, np.eye(3)))) > 1e-12
-        ata[~solvable] = np.eye(3)
-        atb[~solvable] = 0.0
-        t = np.linalg.solve(ata, atb[..., None])[..., 0]
-        root = t + p[..., 0, :]
-        bad = ~solvable | ~(root[..., 2] > 0) | ~np.isfinite(root).all(axis=-1)
+    r0, r1 = f * (w * bx).sum(-1), f * (w * by).sum(-1)
+    r2 = -(w * (u * bx + v * by)).sum(-1)
+    with np.errstate(all="ignore"):  # degenerate or overflowing input is caught below, not warned about
+        a, b, c = f * f * sw, f * su, f * sv
+        spread = (w * (u * u + v * v)).sum(-1) - (b * b + c * c) / a
+        tz = (r2 + (b * r0 + c * r1) / a) / spread
+        root = np.stack([(r0 + b * tz) / a, (r1 + c * tz) / a, tz], axis=-1) + p[..., 0, :]
+        bad = ((usable.sum(-1) < MIN_FIT_JOINTS) | ~(spread > 1e-12 * np.maximum(a, 1e-300))
+               | ~(root[..., 2] > 0) | ~np.isfinite(root).all(axis=-1))
     return np.where(bad[..., None], np.nan, root)
 
 
@@ -200,11 +201,14 @@ def fuse_roots(network: np.ndarray, fitted: np.ndarray, network_weight: float = 
     ok_n = np.isfinite(network).all(axis=-1) & (network[..., 2] > 0)
     ok_f = np.isfinite(fitted).all(axis=-1) & (fitted[..., 2] > 0)
     both = ok_n & ok_f
-    zn = np.where(both, network[..., 2], 1.0)
-    zf = np.where(both, fitted[..., 2], 1.0)
-    z = np.exp(network_weight * np.log(zn) + (1.0 - network_weight) * np.log(zf))
-    blend = (network_weight * np.where(both[..., None], network, 0.0) * (z / zn)[..., None]
-             + (1.0 - network_weight) * np.where(both[..., None], fitted, 0.0) * (z / zf)[..., None])
+    every = bool(both.all())  # the common case: no masking
+    nz = network if every else np.where(both[..., None], network, np.array([0.0, 0.0, 1.0]))
+    fz = fitted if every else np.where(both[..., None], fitted, np.array([0.0, 0.0, 1.0]))
+    zn, zf = nz[..., 2:], fz[..., 2:]
+    z = zn ** network_weight * zf ** (1.0 - network_weight)
+    blend = (network_weight / zn) * nz * z + ((1.0 - network_weight) / zf) * fz * z
+    if every:
+        return blend
     return np.where(both[..., None], blend, np.where(ok_f[..., None], fitted, network))
 
 

@@ -352,15 +352,17 @@ class LiftEngine:
         if self.metric_trajectory and outputs is not None:
             return [o[0] for o in outputs]
         n = len(metas)
-        keypoints = np.full((n, NUM_JOINTS, 2), np.nan)
-        weights = np.ones((n, NUM_JOINTS))
-        focal, width, height = np.ones(n), np.ones(n), np.ones(n)
-        for i, m in enumerate(metas):
-            if m.x is not None:
-                keypoints[i] = m.x
-            weights[i, m.filled] = 0.0
-            width[i], height[i] = m.width or 1, m.height or 1
-            focal[i] = m.focal_px if m.focal_px is not None else root_model.focal_from_fov(self.fov_deg, width[i])
+        nothing = np.full((NUM_JOINTS, 2), np.nan)
+        keypoints = np.stack([nothing if m.x is None else m.x for m in metas])
+        weights = None
+        if any(m.filled for m in metas):
+            weights = np.ones((n, NUM_JOINTS))
+            for i, m in enumerate(metas):
+                weights[i, m.filled] = 0.0
+        width = np.array([m.width or 1 for m in metas], np.float64)
+        height = np.array([m.height or 1 for m in metas], np.float64)
+        focal = np.array([m.focal_px if m.focal_px is not None else root_model.focal_from_fov(self.fov_deg, m.width or 1)
+                          for m in metas], np.float64)
         fitted = root_model.root_from_pose(poses, keypoints, focal, width, height, weights)
         if self.depth_over_focal and outputs is not None:
             network = root_model.root_from_depth(root_model.depth_over_focal_from_output(outputs),
