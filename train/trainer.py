@@ -27,7 +27,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 from tqdm import tqdm
@@ -46,8 +46,22 @@ from .metrics import bone_length_loss, mpjpe, temporal_difference_loss, weighted
 STATE_FORMAT = "poselift-training-state"
 
 
+class StoredConfig:
+    """JSON-safe round trip of a config dataclass, as stored in checkpoints and state files:
+    tuples are written as lists and read back as tuples; unknown keys (a newer or older
+    writer's) are ignored, missing ones take their defaults."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(StoredConfig):
     """Everything a training run depends on; stored in the checkpoint and the state file."""
 
     data: str
@@ -102,15 +116,6 @@ class TrainConfig:
         return ModelConfig(filter_widths=tuple(self.filter_widths), causal=self.causal, channels=self.channels,
                            dropout=self.dropout, num_joints_out=joints_out, future_frames=self.future_frames)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names}
-        return cls(**kwargs)
 
 
 @dataclass

@@ -48,7 +48,7 @@ from .cameras import (CameraRanges, Corruption, corrupt_keypoints, fixed_cameras
                       project_to_pixels, world_to_camera)
 from .dataset import VALIDATION_SUBJECTS, Take, load_takes, split_takes
 from .generators import Batch, WindowSampler
-from .trainer import bn_momentum, state_path
+from .trainer import StoredConfig, bn_momentum, state_path
 
 STATE_FORMAT = "poselift-root-training-state"
 ROOT_CAMERA_RANGES = dataclasses.replace(CameraRanges(), distance=(2.0, 10.0))
@@ -57,7 +57,7 @@ DEPTH_BINS: tuple[tuple[float, float], ...] = ((2.0, 4.0), (4.0, 6.0), (6.0, 8.0
 
 
 @dataclass
-class RootTrainConfig:
+class RootTrainConfig(StoredConfig):
     """Everything a trajectory training run depends on (stored with the weights)."""
 
     data: str
@@ -93,13 +93,6 @@ class RootTrainConfig:
     def camera_ranges(self) -> CameraRanges:
         return dataclasses.replace(CameraRanges(), distance=tuple(self.distance))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RootTrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})
 
 
 # ----------------------------------------------------------------------------- targets
