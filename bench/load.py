@@ -31,8 +31,9 @@ _T_KEY = b"\xa1t\xcb"  # msgpack: the key "t", then a float 64 marker
 
 def _server_main(conn, max_streams: int, threads: int, max_drain: int | None, as_serve: bool, precision: str,
                  device: str) -> None:
-    # A fresh (spawned) interpreter: before torch loads, as poselift/cli.py does for serve.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from poselift.openmp import prefer_passive_waiting
+
+    prefer_passive_waiting()  # a fresh (spawned) interpreter: before torch loads, as the CLI does
     try:
         from poselift.stream.service import PoseServer
 

@@ -10,19 +10,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import os
 import sys
 from collections.abc import Sequence
 
 from . import __version__
 from .errors import PoseliftError
+from .openmp import prefer_passive_waiting
 
-# Before anything imports torch (the handlers import it lazily; libgomp reads this once, at
-# load): an OpenMP worker that busy-waits after every model step (the default policy) steals
-# a core from the loop's main thread whenever torch runs more than one thread, which on a
-# small shared machine turned the motion stage's 0.3 ms into 4-9 ms stalls in some processes.
-# An explicit OMP_WAIT_POLICY in the environment still wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+prefer_passive_waiting()  # before any handler imports torch (they import it lazily)
 
 # Each package's subcommands; a package whose commands module is not installed is skipped.
 COMMAND_MODULES: tuple[str, ...] = (
