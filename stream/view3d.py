@@ -111,12 +111,6 @@ class SkeletonView3D:
         rot, _ = Rotation.align_vectors(y[None], up[None])
         self._level = rot.as_matrix()
 
-    @property
-    def up(self) -> np.ndarray:
-        """The estimated up direction in the rig frame (y before any pose)."""
-        n = float(np.linalg.norm(self._up_sum))
-        return self._up_sum / n if n > 1e-12 else np.array([0.0, 1.0, 0.0])
-
     # -------------------------------------------------------------------- camera
     def _camera(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray, float, float, float]:
         """Eye position, world->camera rotation rows (right, up, forward), focal and centre."""
