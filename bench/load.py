@@ -31,6 +31,7 @@ _T_KEY = b"\xa1t\xcb"  # msgpack: the key "t", then a float 64 marker
 
 def _server_main(conn, max_streams: int, threads: int, max_drain: int | None, as_serve: bool, precision: str,
                  device: str) -> None:
+    from poselift.gc_policy import settle_heap
     from poselift.openmp import prefer_passive_waiting
 
     prefer_passive_waiting()  # a fresh (spawned) interpreter: before torch loads, as the CLI does
@@ -63,6 +64,7 @@ def _server_main(conn, max_streams: int, threads: int, max_drain: int | None, as
         conn.send(("error", f"{type(exc).__name__}: {exc}", ""))
         return
     conn.send((server.input_endpoint, server.publish_endpoint, label))
+    settle_heap()  # as `poselift serve` does before its loop
     profile_to = os.environ.get("POSELIFT_PROFILE_SERVER")  # a path: cProfile the serve loop into it
     profiler = None
     if profile_to:

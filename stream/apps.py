@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from poselift.errors import UserError
+from poselift.gc_policy import settle_heap
 
 from .engine import LiftEngine, PoseOut
 from .gapfill import GapPolicy
@@ -319,6 +320,7 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    settle_heap()  # the model is loaded: freeze start-up state, fewer collections (poselift/gc_policy.py)
     try:
         counters = server.serve_forever(max_frames=max_frames, duration_s=duration)
     except KeyboardInterrupt:
@@ -374,6 +376,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
                             *motion_stages(engine, raw=raw, vmc=vmc_sender)])
     latencies = loop.latencies_ms
     n = 0
+    settle_heap()  # the model and MediaPipe are loaded: as serve (poselift/gc_policy.py)
     t0 = time.perf_counter()
     window_name = "poselift (q to quit)"
     view = None
