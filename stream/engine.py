@@ -312,15 +312,15 @@ class LiftEngine:
             self.counters["batches"] += 1
             self.counters["batched_rows"] += len(batch)
             done: list[tuple[int, Meta, bool, int]] = []  # (row, meta, warm-up, epoch) of finished poses
+            latency, warm_steps = self.latency_frames, self.receptive_field - 1  # a pose is warm-up before
             for row, (s, _, meta) in enumerate(batch):
                 s.pending.append(meta)
                 k = s.steps  # index (since reset) of the frame just stepped
                 s.steps += 1
-                if k >= self.latency_frames:
+                if k >= latency:
                     m = s.pending.popleft()
                     if m is not None:
-                        done.append((row, m, k - self.latency_frames < self.receptive_field - 1 - self.latency_frames,
-                                     s.epoch))
+                        done.append((row, m, k < warm_steps, s.epoch))
             if done:
                 rows = [d[0] for d in done]
                 roots = self._roots(y[rows], None if root is None else root[rows], [d[1] for d in done])

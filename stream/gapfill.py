@@ -79,7 +79,7 @@ def structural_fill(x: np.ndarray, observed: np.ndarray) -> np.ndarray:
     return out
 
 
-_RESETS = (None, "restart", "gap")  # reset codes of GapBank.process
+RESET_REASONS = (None, "restart", "gap")  # reset codes of GapBank.process
 
 
 @dataclass
@@ -92,13 +92,13 @@ class BatchFill:
     filled: np.ndarray  # (M, 17) joints not observed
     valid: np.ndarray  # (M,)
     gap: np.ndarray  # (M,) dropped frames before this one (silently stepped)
-    reset: np.ndarray  # (M,) index into _RESETS
+    reset: np.ndarray  # (M,) index into RESET_REASONS
     silent: dict[int, np.ndarray]  # row -> (g, 17, 2) interpolated dropped frames (rows with some)
 
     def result(self, i: int) -> FillResult:
         empty = np.zeros((0, NUM_JOINTS, 2), np.float32)
         return FillResult(self.x[i] if self.has_x[i] else None, np.flatnonzero(self.filled[i]).tolist(),
-                          bool(self.valid[i]), int(self.gap[i]), self.silent.get(i, empty), _RESETS[self.reset[i]])
+                          bool(self.valid[i]), int(self.gap[i]), self.silent.get(i, empty), RESET_REASONS[self.reset[i]])
 
 
 class GapBank:

@@ -24,7 +24,7 @@ import numpy as np
 from poselift.model.normalization import normalize_screen
 from poselift.model.skeleton import get_layout
 
-from .gapfill import NUM_JOINTS, GapBank, GapPolicy
+from .gapfill import NUM_JOINTS, RESET_REASONS, GapBank, GapPolicy
 from .protocol import Frame2D
 
 
@@ -142,14 +142,22 @@ class Intake:
             self.sizes[slot] = size
         fill = self.gaps.process(np.asarray(slots, np.int64), np.stack(xs),
                                  np.array([f.frame for f in frames], np.uint64))
+        # The rows' fields as Python values in one pass each (not a FillResult per row: at
+        # hundreds of streams per layer the per-row numpy calls cost more than the filling).
+        has_x, valid, gaps, resets = fill.has_x.tolist(), fill.valid.tolist(), fill.gap.tolist(), fill.reset.tolist()
+        any_filled = fill.filled.any(axis=1).tolist()
+        x_all = fill.x.copy()  # the batch's filled inputs; each Meta and Step holds a row of it
         out = []
         for i, (f, items) in enumerate(zip(frames, sized)):
-            r = fill.result(i)
-            if r.reset is not None:
-                items.append(Reset(r.reset))
-            meta = Meta(f.stream, f.frame, f.t, f.t_recv or time.perf_counter(), r.valid, r.filled, r.gap,
-                        None if r.x is None else r.x.copy(), f.width, f.height, f.focal_px)
-            items.extend(Step(silent, None) for silent in r.silent)
-            items.append(Empty(meta) if r.x is None else Step(r.x, meta))
+            if resets[i]:
+                items.append(Reset(RESET_REASONS[resets[i]]))
+            x = x_all[i] if has_x[i] else None
+            meta = Meta(f.stream, f.frame, f.t, f.t_recv or time.perf_counter(), valid[i],
+                        np.flatnonzero(fill.filled[i]).tolist() if any_filled[i] else [], gaps[i], x,
+                        f.width, f.height, f.focal_px)
+            silent = fill.silent.get(i)
+            if silent is not None:
+                items.extend(Step(frame, None) for frame in silent)
+            items.append(Empty(meta) if x is None else Step(x, meta))
             out.append(items)
         return out

@@ -167,6 +167,30 @@ def _check_header(msg: Any) -> _Header | EndOfStream:
     return _Header(stream, int(frame), float(t), layout_name, int(width), int(height), kp_in)
 
 
+_JOINT_COUNTS = {name: layout.num_joints for name, layout in LAYOUTS.items()}
+
+
+def _fast_header(msg: Any) -> _Header | None:
+    """:func:`_check_header` of the common message (a plain 2D frame whose fields all have
+    their usual types) in a few operations, or None for anything else, which then takes
+    :func:`_check_header` for the exact error. It accepts only what that accepts, with the
+    same result (tested); it exists because the server checks every message it reads, and
+    the general path's per-field calls were ~10 µs of the ~100 µs a pose costs at load."""
+    if type(msg) is not dict:
+        return None
+    get = msg.get
+    v, stream, frame, t, layout = get("v"), get("stream"), get("frame"), get("t"), get("layout")
+    width, height, kp = get("width"), get("height"), get("kp")
+    if not (type(v) is int and v == VERSION and get("type") != END_TYPE
+            and type(stream) is str and 0 < len(stream) <= MAX_STREAM_NAME and stream.isprintable() and " " not in stream
+            and type(frame) is int and frame >= 0
+            and (type(t) is float or type(t) is int) and math.isfinite(t)
+            and type(width) is int and 0 < width <= MAX_IMAGE_SIDE and type(height) is int and 0 < height <= MAX_IMAGE_SIDE
+            and type(kp) is list and type(layout) is str and _JOINT_COUNTS.get(layout) == len(kp)):
+        return None
+    return _Header(stream, frame, float(t), layout, width, height, kp)
+
+
 def _check_keypoints(kp_in: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:
     """The per-joint checks of ``kp`` (any mix of [x, y], [x, y, c] and nil rows):
     (kp (n, 2) float64, NaN = absent; conf (n,) or None when no row has one)."""
@@ -249,7 +273,7 @@ def validate_inputs(msgs: Sequence[Any]) -> list[Frame2D | EndOfStream | Excepti
     plain: dict[tuple[int, int], list[tuple[int, _Header, dict]]] = {}
     for i, msg in enumerate(msgs):
         try:
-            head = _check_header(msg)
+            head = _fast_header(msg) or _check_header(msg)
             if isinstance(head, EndOfStream):
                 out[i] = head
                 continue

@@ -47,9 +47,11 @@ def same(a, b) -> bool:
 
 
 def joint_by_joint(datas: list[bytes], monkeypatch: pytest.MonkeyPatch) -> list:
-    """The reference: every message through the per-joint checks (no vectorised path)."""
+    """The reference: every message through the general header checks and the per-joint
+    checks (neither the header fast path nor the vectorised keypoint path)."""
     with monkeypatch.context() as m:
         m.setattr(protocol, "_plain_row_width", lambda kp: 0)
+        m.setattr(protocol, "_fast_header", lambda msg: None)
         return [single(d) for d in datas]
 
 
@@ -149,3 +151,37 @@ def test_model_inputs_of_a_batch_equal_one_by_one():
     for f, x in zip(frames, batch):
         assert np.array_equal(frame_to_model_input(f, 0.5), x, equal_nan=True)
         assert x.dtype == np.float32
+
+
+def test_header_fast_path_takes_the_common_message_and_agrees_with_the_general_checks():
+    """``_fast_header`` accepts a plain frame (so the server uses it), and on every message
+    of the fuzz generator and on single-field variants it gives either None or exactly what
+    ``_check_header`` gives (never a header the general checks would refuse)."""
+    head = protocol._fast_header(good_map("cam", 3, "coco17"))
+    assert head == protocol._check_header(good_map("cam", 3, "coco17")) and head.frame == 3
+    variants = []
+    for field, values in {"v": [1, True, 1.0, 2, "1"], "stream": ["", "a b", "x" * 128, "x" * 129, "é", "\x00", 5],
+                          "frame": [0, -1, True, 2**64 - 1, 1.0], "t": [0, 1.5, math.nan, math.inf, True, "0"],
+                          "layout": ["h36m17", "coco17", "mediapipe33", "nope", 1],
+                          "width": [1, 0, 65536, 65537, True, 640.0], "kp": [[], (1, 2), "kp", None],
+                          "type": ["end", "frame", None, 1]}.items():
+        for value in values:
+            m = good_map("cam", 1)
+            m[field] = value
+            variants.append(m)
+    variants += [{k: v for k, v in good_map().items() if k != field} for field in good_map()]
+    rng = np.random.default_rng(3)
+    for _ in range(400):
+        try:
+            variants.append(msgpack.unpackb(fuzz_message(rng)[1], raw=False, strict_map_key=False))
+        except Exception:  # not msgpack at all: nothing to compare
+            pass
+    for m in variants:
+        fast = protocol._fast_header(m)
+        if fast is None:
+            continue
+        try:
+            general = protocol._check_header(m)
+        except ProtocolError as exc:
+            raise AssertionError(f"fast path accepted what the general checks refuse ({exc}): {m!r}") from None
+        assert fast == general, m
