@@ -9,6 +9,7 @@ and whole sequences alike.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -118,12 +119,27 @@ class Layout:
             raise ValueError(
                 f"layout {self.name!r} has {self.num_joints} joints, got {points.shape[-2]}"
             )
-        m = self.to_h36m_matrix
         out = np.empty(points.shape[:-2] + (17, points.shape[-1]))
-        for j in range(17):
-            cols = np.nonzero(m[j])[0]
-            out[..., j, :] = np.einsum("k,...kd->...d", m[j, cols], points[..., cols, :])
+        for joints, sources, weights in self._gather_plan:
+            # (..., n, k, D) source points of n H36M joints built from k sources each
+            out[..., joints, :] = np.einsum("nk,...nkd->...nd", weights, points[..., sources, :])
         return out
+
+    @cached_property
+    def _gather_plan(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
+        """The H36M joints grouped by how many source joints they are built from: per group,
+        (joint indices (n,), source indices (n, k), weights (n, k)). One gather and one
+        weighted sum per group (three at most for the shipped layouts) instead of one per
+        joint; only the sources a joint is built from enter its sum, so NaN stays local
+        (a matrix product would spread it through the zero weights)."""
+        by_count: dict[int, list[int]] = {}
+        for j in range(17):
+            by_count.setdefault(int(np.count_nonzero(self.to_h36m_matrix[j])), []).append(j)
+        plan = []
+        for joints in by_count.values():
+            sources = np.array([np.nonzero(self.to_h36m_matrix[j])[0] for j in joints])
+            plan.append((np.array(joints), sources, self.to_h36m_matrix[np.array(joints)[:, None], sources]))
+        return tuple(plan)
 
     def source_joints(self, h36m_joint: int) -> np.ndarray:
         """Indices of the source joints that H36M joint `h36m_joint` is built from."""
