@@ -28,6 +28,17 @@ from .precision import Precision, get_precision
 # expand and shrink convs of the 1024-channel models) run as plain addmm.
 SMALL_LAYER = 256 * 1024
 
+# Which fp32 CPU kernel is faster for the larger layers depends on the CPU: on the Zen 4
+# machines above oneDNN's prepacked gemv read ~1.8x faster than MKL; on the 2-core Intel
+# Xeon VM of a later session (2 MB L2 per core, a large L3) MKL's addmm was faster for the
+# shipped model's 384x1152 layers: 53 vs 86 us at batch 1, 84 vs 222 us at batch 8, equal
+# from batch 64. So :func:`fp32_kernel` times both once per process and layer shape and
+# keeps oneDNN unless addmm is clearly faster. ``POSELIFT_FP32_KERNEL`` = ``onednn`` or
+# ``aten`` fixes the choice (no timing), e.g. to compare the two or pin a deployment.
+FP32_KERNEL_ENV = "POSELIFT_FP32_KERNEL"
+ATEN_MARGIN = 0.85  # addmm must take at most this share of oneDNN's time to be chosen
+_fp32_choice: dict[tuple[int, int, int, int], str] = {}  # (out, in, batch, torch threads) -> kernel
+
 
 def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-output-channel int8: ``weight ~= q * scale[:, None]``, q in [-127, 127].
@@ -72,6 +83,19 @@ def linear_backend(precision: str | Precision, device: torch.device | str) -> st
     return f"onednn-{precision}" if _onednn_ok() else f"aten-{precision}"
 
 
+def layer_backend(out_features: int, in_features: int, precision: str | Precision, device: torch.device | str,
+                  batch_hint: int = 1) -> str:
+    """The kernel :func:`pack_linear` uses for an (out, in) layer: :func:`linear_backend`,
+    except that fp32 CPU layers run as aten's addmm when small (:data:`SMALL_LAYER`) or
+    where :func:`fp32_kernel` measured addmm faster on this CPU."""
+    device = torch.device(device)
+    backend = linear_backend(precision, device)
+    if backend == "onednn-fp32" and (out_features * in_features <= SMALL_LAYER
+                                     or fp32_kernel(out_features, in_features, batch_hint) == "aten"):
+        return "aten-fp32"
+    return backend
+
+
 def pack_linear(
     weight: torch.Tensor, bias: torch.Tensor, precision: str | Precision, device: torch.device | str, relu: bool,
     batch_hint: int = 1,
@@ -84,9 +108,7 @@ def pack_linear(
     """
     device = torch.device(device)
     prec = get_precision(precision, device)
-    backend = linear_backend(prec, device)
-    if device.type == "cpu" and prec.name == "fp32" and weight.numel() <= SMALL_LAYER:
-        backend = "aten-fp32"  # e.g. the expand and shrink layers
+    backend = layer_backend(weight.shape[0], weight.shape[1], prec, device, batch_hint)
     weight = weight.detach().float().to(device)
     bias = bias.detach().float().to(device)
     act = prec.activation_dtype
@@ -145,3 +167,51 @@ def pack_linear(
         return torch.relu_(y) if relu else y
 
     return plain
+
+
+def fp32_kernel(out_features: int, in_features: int, batch_hint: int = 1) -> str:
+    """"onednn" or "aten": the fp32 CPU kernel for a (out, in) layer stepped at batches up to
+    ``batch_hint``, decided once per process, shape and torch thread count (all lifters of a
+    process then compute alike) by timing both at batch 1 and at ``min(batch_hint, 16)``; see
+    :data:`FP32_KERNEL_ENV`."""
+    import os
+
+    forced = os.environ.get(FP32_KERNEL_ENV, "").strip().lower()
+    if forced in ("onednn", "aten"):
+        return forced
+    if forced:
+        raise ValueError(f"{FP32_KERNEL_ENV} must be 'onednn' or 'aten', got {forced!r}")
+    key = (int(out_features), int(in_features), min(max(1, int(batch_hint)), 16), torch.get_num_threads())
+    if key not in _fp32_choice:
+        _fp32_choice[key] = _time_fp32_kernels(*key)
+    return _fp32_choice[key]
+
+
+def _time_fp32_kernels(out_features: int, in_features: int, batch: int, calls: int = 30, rounds: int = 3) -> str:
+    """The faster of oneDNN's prepacked linear and aten's addmm (+ReLU) on random data: per
+    kernel, the sum over the batch sizes (1 and ``batch``) of its best of ``rounds`` timings of
+    ``calls`` calls, the kernels taking turns (a few ms per shape, once per process)."""
+    import time
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(out_features, in_features, generator=g) / in_features ** 0.5
+    b = torch.zeros(out_features)
+    packed = torch.ops.mkldnn._reorder_linear_weight(w, batch)
+    w_t = w.t()
+    kernels = {"onednn": lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, b, "relu", [], ""),
+               "aten": lambda x: torch._addmm_activation(b, x, w_t)}
+    total = dict.fromkeys(kernels, 0.0)
+    with torch.inference_mode():
+        for size in sorted({1, batch}):
+            x = torch.randn(size, in_features, generator=g)
+            best = dict.fromkeys(kernels, float("inf"))
+            for _ in range(rounds):
+                for name, f in kernels.items():
+                    f(x)
+                    start = time.perf_counter()
+                    for _ in range(calls):
+                        f(x)
+                    best[name] = min(best[name], time.perf_counter() - start)
+            for name in kernels:
+                total[name] += best[name]
+    return "aten" if total["aten"] <= ATEN_MARGIN * total["onednn"] else "onednn"

@@ -41,7 +41,7 @@ import torch
 
 from .device import resolve_device
 from .folding import FoldedConv, FoldedModel, fold_model
-from .kernels import linear_backend, pack_linear
+from .kernels import layer_backend, linear_backend, pack_linear
 from .layers import LayerKind
 from .precision import Precision, get_precision
 from .temporal import _TemporalBase
@@ -126,11 +126,15 @@ class StreamingLifter:
                 shrink = layer
         self._residual_taps = [None if p is None else layer.spec.current_tap for layer, p in zip(self._layers, pointwise)]
 
+        kernels: dict[str, None] = {}  # the kernels the block layers use, in order (for self.backend)
+
         def pack(weight: torch.Tensor, bias: torch.Tensor, relu: bool, edge: bool = False):
             # Reduced precisions keep the first (expand) and last (shrink) layers in fp32:
             # 0.9 % of the weights at 243 frames and 1024 channels (2.4 % in the shipped
             # 384-channel model), and the keypoints are not rounded to bf16 (about 2 px at 1000 px) on the way in.
             precision = "fp32" if edge else self.precision
+            if not edge:
+                kernels[layer_backend(weight.shape[0], weight.shape[1], precision, self.device, batch_size)] = None
             return pack_linear(weight, bias, precision, self.device, relu, batch_size)
 
         # Tap-major weight matrices: taps (b, W, C_in) flatten to (b, W * C_in).
@@ -140,6 +144,7 @@ class StreamingLifter:
         ]
         self._pointwise_ops = [None if p is None else pack(p.weight[:, :, 0], p.bias, p.relu) for p in pointwise]
         self._shrink_op = pack(shrink.weight[:, :, 0], shrink.bias, shrink.relu, edge=True)
+        self.backend = "+".join(kernels) or self.backend  # e.g. "onednn-fp32+aten-fp32" where the layers differ
 
         # Ring layout (see StreamState): layer k's input of frame t lives at
         # [phase = t % d, q = (t // d) % W] and again at q + W, so the W taps of frame t
