@@ -145,7 +145,7 @@ def run_at_rate(server: ServeProcess, rate: float, n_streams: int, duration_s: f
     done = threading.Event()
     base = server.next_frame  # frame numbers continue across runs against one server: no resets
     server.next_frame += total // n_streams + 2
-    t0 = [0.0]
+    t0 = [time.perf_counter()]  # poses stamped before this run are stale (see receive)
 
     def receive() -> None:
         clock, unpack = time.perf_counter, struct.unpack_from
@@ -160,11 +160,15 @@ def run_at_rate(server: ServeProcess, rate: float, n_streams: int, duration_s: f
                 now = clock()
                 payload = parts[-1]
                 i = payload.find(_T_KEY)
-                if i >= 0:
-                    got[0] += 1
-                    last_rx[0] = now
-                    if now - t0[0] >= warmup_s:
-                        lat.append(now - unpack(">d", payload, i + len(_T_KEY))[0])
+                if i < 0:
+                    continue
+                sent_at = unpack(">d", payload, i + len(_T_KEY))[0]
+                if sent_at < t0[0]:  # a pose of an earlier run, delivered late: not this run's
+                    continue
+                got[0] += 1
+                last_rx[0] = now
+                if now - t0[0] >= warmup_s:
+                    lat.append(now - sent_at)
 
     th = threading.Thread(target=receive, daemon=True)
     th.start()
