@@ -140,6 +140,7 @@ def run_at_rate(server: ServeProcess, rate: float, n_streams: int, duration_s: f
     total = max(1, int(rate * duration_s))
     per_stream = len(msgs[0])
     got = [0]
+    stale = [0]  # poses of earlier runs that reached this run's receiver (not counted)
     last_rx = [0.0]
     lat: list[float] = []
     done = threading.Event()
@@ -164,6 +165,7 @@ def run_at_rate(server: ServeProcess, rate: float, n_streams: int, duration_s: f
                     continue
                 sent_at = unpack(">d", payload, i + len(_T_KEY))[0]
                 if sent_at < t0[0]:  # a pose of an earlier run, delivered late: not this run's
+                    stale[0] += 1
                     continue
                 got[0] += 1
                 last_rx[0] = now
@@ -196,6 +198,7 @@ def run_at_rate(server: ServeProcess, rate: float, n_streams: int, duration_s: f
     lag = last_rx[0] - t_last_send if got[0] else float("inf")
     a = np.array(lat) * 1e3
     return {"rate_fps": rate, "streams": n_streams, "sent": total, "received": got[0], "lost": lost,
+            "stale_ignored": stale[0],
             "lag_after_last_send_s": lag, "sustained": lost == 0 and lag <= MAX_LAG_S,
             "p50_ms": float(np.percentile(a, 50)) if a.size else None,
             "p99_ms": float(np.percentile(a, 99)) if a.size else None,
