@@ -80,7 +80,6 @@ MAX_BONE_M = 1.5
 _BONE_DIFFERENCES = np.zeros((NUM_BONES, NUM_JOINTS))
 _BONE_DIFFERENCES[np.arange(NUM_BONES), BONE_CHILDREN] = 1.0
 _BONE_DIFFERENCES[np.arange(NUM_BONES), BONE_PARENTS] -= 1.0
-_ONES31 = np.ones((3, 1))
 
 
 def bone_vectors(poses: np.ndarray) -> np.ndarray:
@@ -260,14 +259,24 @@ GIRDLED_BONES = _GIRDLED  # (16, 17): the bones of a consistent pose as differen
 _MEASURE = np.concatenate([_BONE_DIFFERENCES, _GIRDLED])
 
 
+# measure and rebuild work on flat rows (N, 3K) of K 3-vectors, for few and cheap numpy calls at
+# batch 1 (see stream/motion.py): the bone vectors are one product with a constant matrix.
+_MEASURE_FLAT = np.kron(_MEASURE.T, np.eye(3))  # (51, 96): joints (N, 51) -> the 32 bone vectors (N, 96)
+_ANCESTRY_FLAT = np.kron(ANCESTRY.T, np.eye(3))  # (48, 51): bone vectors (N, 48) -> joints (N, 51) from 0
+_ROOT_EVERYWHERE = np.tile(np.arange(3), NUM_JOINTS)  # joints (N, 51) -> the root at every joint
+_REPEAT3 = np.repeat(np.arange(NUM_BONES), 3)  # lengths (N, 16) -> (N, 48), each over its vector
+_ONES3 = np.ones(3)
+
+
 def measure(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What the body estimate and :func:`conform` need of finite poses (N, 17, 3), in one matrix
-    product: (the bone lengths as predicted (N, 16), the bone vectors conform keeps the
-    directions of (the girdles' bones on their shared line) (N, 16, 3), and their lengths as a
-    column (N, 16, 1))."""
-    v = _MEASURE @ poses
-    length = np.sqrt((v * v) @ _ONES31)
-    return length[:, :NUM_BONES, 0], v[:, NUM_BONES:], length[:, NUM_BONES:]
+    """What the body estimate and :func:`rebuild` need of finite poses (N, 17, 3) or flat rows
+    (N, 51): (the bone lengths as predicted (N, 16), the bone vectors that conform keeps the
+    directions of (the girdles' bones on their shared line), flat (N, 48), and their lengths
+    (N, 16))."""
+    n = len(poses)
+    v = poses.reshape(n, 3 * NUM_JOINTS) @ _MEASURE_FLAT
+    length = np.sqrt((v * v).reshape(2 * NUM_BONES * n, 3) @ _ONES3).reshape(n, 2 * NUM_BONES)
+    return length[:, :NUM_BONES], v[:, 3 * NUM_BONES:], length[:, NUM_BONES:]
 
 
 def usable_lengths(lengths: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -279,20 +288,20 @@ def usable_lengths(lengths: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     return candidates & sane.all(axis=-1)
 
 
-def rebuild(root: np.ndarray, vectors: np.ndarray, norms: np.ndarray,
+def rebuild(poses: np.ndarray, vectors: np.ndarray, norms: np.ndarray,
             lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`conform` of finite poses with a body, from :func:`measure`'s ``vectors`` (N, 16, 3)
-    and ``norms`` (N, 16, 1): the joints (N, 17, 3) from ``root`` (N, 1, 3) outwards, every
-    bone along its vector with its length in ``lengths`` (N, 16) (finite); bones of no length
-    (no direction) stay as they are. Also returns the unit bone directions (N, 16, 3), None
-    when some bone has no length."""
-    lengths = lengths[..., None]
+    """:func:`conform` of finite poses, flat rows (N, 51), with a body, from :func:`measure`'s
+    ``vectors`` (N, 48) and ``norms`` (N, 16): the joints (N, 51) from the poses' roots
+    outwards, every bone along its vector with its length in ``lengths`` (N, 16) (finite);
+    bones of no length (no direction) stay as they are. Also returns the unit bone directions
+    (N, 48), None when some bone has no length."""
+    root = poses.take(_ROOT_EVERYWHERE, axis=1)
     short = norms < 1e-9
     if np.count_nonzero(short):
         scale = np.where(short, 1.0, lengths / np.where(short, 1.0, norms))
-        return root + ANCESTRY @ (vectors * scale), None
-    unit = vectors / norms
-    return root + ANCESTRY @ (unit * lengths), unit
+        return root + (vectors * scale.take(_REPEAT3, axis=1)) @ _ANCESTRY_FLAT, None
+    unit = vectors / norms.take(_REPEAT3, axis=1)
+    return root + (unit * lengths.take(_REPEAT3, axis=1)) @ _ANCESTRY_FLAT, unit
 
 
 def conform(poses: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -113,15 +113,15 @@ def test_measure_and_rebuild_equal_conform():
     poses = np.concatenate([demo_poses(), rng.normal(0, 0.4, (200, 17, 3))])
     lengths = np.abs(rng.normal(0.3, 0.1, (len(poses), 16))) + 0.01
     _, vectors, norms = measure(poses)
-    joints, unit = rebuild(poses[:, :1], vectors, norms, lengths)
-    np.testing.assert_allclose(joints, ref.conform(poses, lengths), rtol=0, atol=1e-14)
+    joints, unit = rebuild(poses.reshape(-1, 51), vectors, norms, lengths)
+    np.testing.assert_allclose(joints.reshape(-1, 17, 3), ref.conform(poses, lengths), rtol=0, atol=1e-14)
     np.testing.assert_allclose(conform(poses, lengths), ref.conform(poses, lengths), rtol=0, atol=0)
-    np.testing.assert_allclose(np.linalg.norm(unit, axis=-1), 1.0, atol=1e-15)
+    np.testing.assert_allclose(np.linalg.norm(unit.reshape(-1, 16, 3), axis=-1), 1.0, atol=1e-15)
     poses[0, 5] = poses[0, 4]  # a bone of no length stays as it is, no directions returned
     _, vectors, norms = measure(poses[:1])
-    joints, unit = rebuild(poses[:1, :1], vectors, norms, lengths[:1])
+    joints, unit = rebuild(poses[:1].reshape(1, 51), vectors, norms, lengths[:1])
     assert unit is None
-    np.testing.assert_allclose(joints, ref.conform(poses[:1], lengths[:1]), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(joints.reshape(1, 17, 3), ref.conform(poses[:1], lengths[:1]), rtol=0, atol=1e-14)
 
 
 def _degenerate_poses() -> np.ndarray:
