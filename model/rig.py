@@ -271,7 +271,6 @@ _E3 = _cross_gathers(list(range(NUM_TWIST)), list(range(NUM_TWIST, 2 * NUM_TWIST
 _SIGNED = np.nonzero(_ALIGN_SIGN)[0]
 assert (_SIGNED == np.arange(_SIGNED[0], NUM_TWIST)).all()  # the hinge axes come last
 _HINGE = slice(3 * int(_SIGNED[0]), _T3)  # their entries in a flat row of the 7 secondaries
-_SUMS_HINGE = _repeated_sums(len(_SIGNED))
 _PERPENDICULAR = np.roll(_SWING_REST, 1, axis=-1)[:, :, None]  # (7, 3, 1): for half turns
 # A swing's 3x3 entry [s, r, l] (flat: 9 s + 3 r + l) meets the entry [s, r] (_ROWS) or [s, l]
 # (_COLS) of a row of 3-vectors, one per swing; _COLUMN_SUMS sums a flat 3x3 over r.
@@ -298,7 +297,18 @@ _TERM, _JOINT, _ENTRY = np.indices((3, NUM_RIG, 9)).reshape(3, -1)
 _LOCAL_LEFT = 9 * _PARENT_GATHER[_JOINT] + 3 * _TERM + _ENTRY // 3
 _LOCAL_RIGHT = 9 * _WORLD_GATHER[_JOINT] + 3 * _TERM + _ENTRY % 3
 _LOCAL_TERM = 9 * NUM_RIG
-_SUMS_QUATERNIONS = _repeated_sums(NUM_RIG, 4)
+_ONES = (None, None, None, np.ones(3), np.ones(4))  # _ONES[size]: a column that sums a size-vector
+
+
+def _align(vectors: np.ndarray, previous: np.ndarray, k: int, size: int) -> None:
+    """Negate, in place, each of the k ``size``-vectors of ``vectors`` (N, k, size) (a view
+    into a flat row is fine) whose dot product with its counterpart in ``previous`` (the
+    same entries, flat or not) is negative. Multiplying by a copied sign is exact, and,
+    unlike ``np.negative(..., where=...)``, takes the ufuncs' fast path; ``+ 0.0`` makes a
+    dot product of -0.0 count as not negative."""
+    n = vectors.shape[0]
+    dot = (vectors.reshape(n * k, size) * previous.reshape(n * k, size)) @ _ONES[size]
+    vectors *= np.copysign(_ONES[size], (dot + 0.0).reshape(n, k, 1))
 
 
 def _public_quaternions(matrices: np.ndarray) -> np.ndarray:
@@ -389,7 +399,7 @@ def solve_rotations_from(joints: np.ndarray, prev_twist: np.ndarray, reference: 
     # A hinge's axis has no sign: keep the elbow normal on the previous one's side. (The normal
     # is already off its primary, the upper arm, so the sign of its dot product with the
     # previous one is the sign of the two taken off the primary.)
-    np.negative(hinge, out=hinge, where=(hinge * prev_twist[:, _HINGE]) @ _SUMS_HINGE < 0)
+    _align(hinge.reshape(n, len(_SIGNED), 3), prev_twist[:, _HINGE], len(_SIGNED), 3)
     secondary = raw + _CARRY_ROW * prev_twist
     off = secondary - ((secondary * e1) @ _SUMS_TWIST) * e1
     size = np.sqrt((off * off) @ _SUMS_TWIST)
@@ -412,7 +422,7 @@ def solve_rotations_from(joints: np.ndarray, prev_twist: np.ndarray, reference: 
     local = terms[:, :_LOCAL_TERM] + terms[:, _LOCAL_TERM:2 * _LOCAL_TERM] + terms[:, 2 * _LOCAL_TERM:]
     quat = _quaternions(local.reshape(n * NUM_RIG, 3, 3)).reshape(n, 4 * NUM_RIG)
     # Continuity: each quaternion in the hemisphere of the previous one (no sign flips).
-    np.negative(quat, out=quat, where=(quat * reference.reshape(n, 4 * NUM_RIG)) @ _SUMS_QUATERNIONS < 0)
+    _align(quat.reshape(n, NUM_RIG, 4), reference, NUM_RIG, 4)
     return RigPose(quat.reshape(n, NUM_RIG, 4), world.reshape(n, NUM_RIG, 3, 3),
                    axes[:, _T3:2 * _T3].reshape(n, NUM_TWIST, 3))
 
