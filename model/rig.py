@@ -187,8 +187,6 @@ _P, _L, _A, _S = 0, len(_PRIMARY), len(_PRIMARY) + len(_LINES), len(_PRIMARY) + 
 _DIFFERENCES = np.zeros((len(_PAIRS), 17))
 _DIFFERENCES[np.arange(len(_PAIRS)), _PAIRS[:, 1]] += 1.0
 _DIFFERENCES[np.arange(len(_PAIRS)), _PAIRS[:, 0]] -= 1.0
-_DIFFERENCES_FLAT = np.kron(_DIFFERENCES.T, np.eye(3))  # joints (N, 51) @ this = differences (N, 69)
-_SUMS_DIFFERENCES = _repeated_sums(len(_PAIRS))
 
 
 # ... and each of them as a bone of body.conform's consistent pose (whose girdles' bones lie on
@@ -202,7 +200,19 @@ def _bone_along(row: np.ndarray) -> int:
 
 
 _PAIR_BONE = np.array([_bone_along(row) for row in _DIFFERENCES])
-_PAIR_GATHER = _flat(_PAIR_BONE)  # unit bones (N, 48) -> the 23 directions (N, 69)
+
+# The solver's working row (N, 3 * 39) holds every 3-vector it reads or makes, in blocks: the
+# frames' primaries e1, the secondary lines, the elbow normals, the arm bones, the swing bones,
+# then the frames' e2 and e3. One gather of the unit bones fills the directions (the other
+# blocks gather anything and are written in place), so the raw secondaries (lines, then
+# normals) and the three axes of every frame need no concatenation.
+_E1, _LINE, _NORMAL, _ARM, _SWUNG, _E2, _E3_BLOCK, _WORK = 0, 7, 12, 14, 18, 25, 32, 39
+_WORK_PAIR = np.full(_WORK, -1)  # which of the 23 joint differences each vector is (-1: made here)
+_WORK_PAIR[_E1:_LINE], _WORK_PAIR[_LINE:_NORMAL] = np.arange(_P, _L), np.arange(_L, _A)
+_WORK_PAIR[_ARM:_SWUNG], _WORK_PAIR[_SWUNG:_E2] = np.arange(_A, _S), np.arange(_S, len(_PAIRS))
+_WORK_GATHER = _flat(np.where(_WORK_PAIR >= 0, _PAIR_BONE[_WORK_PAIR], 0))  # unit bones (N, 48) -> the row
+_WORK_DIFFERENCES = np.kron(np.where(_WORK_PAIR[:, None] >= 0, _DIFFERENCES[_WORK_PAIR], 0.0).T, np.eye(3))  # (51, 117)
+_WORK_REPEAT = np.repeat(np.arange(_WORK), 3)
 _EYE = np.eye(3)
 _I1, _I2 = np.array([1, 2, 0]), np.array([2, 0, 1])
 
@@ -242,16 +252,15 @@ def _signed_axis(v: np.ndarray) -> tuple[int, float]:
 
 
 # A twist frame is basis (e1 e2 e3) @ rest basis^T, and a rest basis is a signed permutation:
-# column l of the frame is sign * e_m. With the axes of all 7 frames in one flat row (N, 3 * 7 * 3)
-# (every e1, then every e2, then every e3), the frames (N, 7 * 9) are one gather of its
-# entries times a sign.
+# column l of the frame is sign * e_m. With the axes of all 7 frames in the working row (its
+# e1, e2 and e3 blocks), the frames (N, 7 * 9) are one gather of its entries times a sign.
 _REST_BASES = _basis(_PRIMARY_REST, _SECONDARY_REST)  # (7, 3, 3)
 _FRAME_SOURCE = np.empty((NUM_TWIST, 3, 3), dtype=np.intp)
 _FRAME_SIGN = np.empty((NUM_TWIST, 3, 3))
 for _k in range(NUM_TWIST):
     for _l in range(3):
         _m, _sign = _signed_axis(_REST_BASES[_k, _l])  # row l of the rest basis = column l of its transpose
-        _FRAME_SOURCE[_k, :, _l] = 3 * (NUM_TWIST * _m + _k) + np.arange(3)
+        _FRAME_SOURCE[_k, :, _l] = 3 * ((_E1, _E2, _E3_BLOCK)[_m] + _k) + np.arange(3)
         _FRAME_SIGN[_k, :, _l] = _sign
 _FRAME_SOURCE, _FRAME_SIGN = _FRAME_SOURCE.reshape(-1), _FRAME_SIGN.reshape(1, -1)
 # A swing joint's rest direction seen from its parent's frame is one of the parent's axes
@@ -260,14 +269,14 @@ _SWING_FROM = np.empty((NUM_TWIST, 3), dtype=np.intp)
 for _i, (_k, _u) in enumerate(zip(_SWING_PARENT, _SWING_REST)):
     _m, _sign = _signed_axis(_REST_BASES[_k].T @ _u)  # the parent frame maps rest u to sign * e_m
     assert _sign == 1.0
-    _SWING_FROM[_i] = 3 * (NUM_TWIST * _m + _k) + np.arange(3)
+    _SWING_FROM[_i] = 3 * ((_E1, _E2, _E3_BLOCK)[_m] + _k) + np.arange(3)
 _SWING_FROM = _SWING_FROM.reshape(-1)
 _AXES_GATHER = np.concatenate([_FRAME_SOURCE, _SWING_FROM])
 _T3 = 3 * NUM_TWIST  # entries of one 3-vector per twist frame (or per swing: as many)
 _CARRY_ROW = np.repeat(_CARRY, 3)[None]  # (1, 21)
 _SUMS_TWIST = _repeated_sums(NUM_TWIST)
-_NORMALS = _cross_gathers([_A, _A + 1], [_A + 2, _A + 3])  # upper arm x forearm, of the 23 directions
-_E3 = _cross_gathers(list(range(NUM_TWIST)), list(range(NUM_TWIST, 2 * NUM_TWIST)))  # e1 x e2, of (e1, e2)
+_NORMALS = _cross_gathers([_ARM, _ARM + 1], [_ARM + 2, _ARM + 3])  # upper arm x forearm
+_E3 = _cross_gathers(list(range(_E1, _E1 + NUM_TWIST)), list(range(_E2, _E2 + NUM_TWIST)))  # e1 x e2
 _SIGNED = np.nonzero(_ALIGN_SIGN)[0]
 assert (_SIGNED == np.arange(_SIGNED[0], NUM_TWIST)).all()  # the hinge axes come last
 _HINGE = slice(3 * int(_SIGNED[0]), _T3)  # their entries in a flat row of the 7 secondaries
@@ -292,23 +301,29 @@ _WORLD_GATHER = np.array([_FRAME_SLOT[j] for j in range(NUM_RIG)])
 _PARENT_GATHER = np.array([_IDENTITY_SLOT if p < 0 else _FRAME_SLOT[p] for p in RIG_PARENTS])
 _WORLD_FLAT = _flat(_WORLD_GATHER, 9)
 # local = parent^T @ world: local[j, a, b] = sum over m of parent[j, m, a] * world[j, m, b]; the
-# three terms m = 0, 1, 2 are gathered as three blocks of (N, 19 * 9), then added.
-_TERM, _JOINT, _ENTRY = np.indices((3, NUM_RIG, 9)).reshape(3, -1)
+# products are gathered with m innermost, then summed in threes.
+_JOINT, _ENTRY, _TERM = np.indices((NUM_RIG, 9, 3)).reshape(3, -1)
 _LOCAL_LEFT = 9 * _PARENT_GATHER[_JOINT] + 3 * _TERM + _ENTRY // 3
 _LOCAL_RIGHT = 9 * _WORLD_GATHER[_JOINT] + 3 * _TERM + _ENTRY % 3
-_LOCAL_TERM = 9 * NUM_RIG
 _ONES = (None, None, None, np.ones(3), np.ones(4))  # _ONES[size]: a column that sums a size-vector
+# Constants shaped like the rows they meet at batch 1: numpy 1.x converts a Python scalar
+# operand on every call, which costs more than the operation itself on rows this small.
+_WEAK_ROW, _OPPOSITE_ROW = np.full((1, _T3), 1e-9), np.full((1, _T3), -1 + 1e-9)
+_ONES_ROW = np.ones((1, _T3))
+_ALIGNED = {(k, size): (np.ones((1, k)), np.zeros((1, k)), np.repeat(np.arange(k), size))
+            for k, size in ((len(_SIGNED), 3), (NUM_RIG, 4))}
 
 
 def _align(vectors: np.ndarray, previous: np.ndarray, k: int, size: int) -> None:
-    """Negate, in place, each of the k ``size``-vectors of ``vectors`` (N, k, size) (a view
-    into a flat row is fine) whose dot product with its counterpart in ``previous`` (the
-    same entries, flat or not) is negative. Multiplying by a copied sign is exact, and,
-    unlike ``np.negative(..., where=...)``, takes the ufuncs' fast path; ``+ 0.0`` makes a
-    dot product of -0.0 count as not negative."""
+    """Negate, in place, each of the k ``size``-vectors of the flat rows ``vectors``
+    (N, k * size) (a view into wider rows is fine) whose dot product with its counterpart in
+    ``previous`` (N, k * size) is negative. Multiplying by a copied sign is exact and, unlike
+    ``np.negative(..., where=...)``, takes the ufuncs' fast path; adding zero makes a dot
+    product of -0.0 count as not negative."""
     n = vectors.shape[0]
-    dot = (vectors.reshape(n * k, size) * previous.reshape(n * k, size)) @ _ONES[size]
-    vectors *= np.copysign(_ONES[size], (dot + 0.0).reshape(n, k, 1))
+    ones, zeros, repeat = _ALIGNED[k, size]
+    dot = ((vectors * previous).reshape(n * k, size) @ _ONES[size]).reshape(n, k)
+    vectors *= np.copysign(ones, dot + zeros).take(repeat, axis=1)
 
 
 def _public_quaternions(matrices: np.ndarray) -> np.ndarray:
@@ -380,51 +395,49 @@ def solve_rotations_from(joints: np.ndarray, prev_twist: np.ndarray, reference: 
     n = joints.shape[0]
     tiny = None
     if bones is None:
-        d = joints.reshape(n, 3 * 17) @ _DIFFERENCES_FLAT  # (N, 69): the 23 joint differences
-        length = np.sqrt((d * d) @ _SUMS_DIFFERENCES)
+        d = joints.reshape(n, 3 * 17) @ _WORK_DIFFERENCES  # the joint differences, in the working row
+        length = np.sqrt((d * d).reshape(n * _WORK, 3) @ _ONES[3]).reshape(n, _WORK)
         short = length < 1e-12
         length[short] = 1.0
-        unit = d / length
-        if np.count_nonzero(short[:, 3 * _S:]):
-            tiny = short[:, 3 * _S::3]  # (N, 7) swing bones of no length
+        work = d / length.take(_WORK_REPEAT, axis=1)
+        if np.count_nonzero(short[:, _SWUNG:_E2]):
+            tiny = short[:, _SWUNG:_E2]  # (N, 7) swing bones of no length
     else:
-        unit = bones.reshape(n, 3 * NUM_BONES).take(_PAIR_GATHER, axis=1)
+        work = bones.reshape(n, 3 * NUM_BONES).take(_WORK_GATHER, axis=1)
     prev_twist = prev_twist.reshape(n, _T3)
-    e1 = unit[:, :3 * _L]
+    e1 = work[:, 3 * _E1:3 * _LINE]
     # Raw secondaries: the lines, then the elbow-plane normals (upper arm x forearm, whose size
     # sin(elbow angle) fades as the arm straightens).
-    raw = np.empty((n, _T3))
-    raw[:, :_HINGE.start] = unit[:, 3 * _L:3 * _A]
-    hinge = _crosses(unit, _NORMALS, out=raw[:, _HINGE])
+    raw = work[:, 3 * _LINE:3 * _ARM]
+    hinge = _crosses(work, _NORMALS, out=work[:, 3 * _NORMAL:3 * _ARM])
     # A hinge's axis has no sign: keep the elbow normal on the previous one's side. (The normal
     # is already off its primary, the upper arm, so the sign of its dot product with the
     # previous one is the sign of the two taken off the primary.)
-    _align(hinge.reshape(n, len(_SIGNED), 3), prev_twist[:, _HINGE], len(_SIGNED), 3)
+    _align(hinge, prev_twist[:, _HINGE], len(_SIGNED), 3)
     secondary = raw + _CARRY_ROW * prev_twist
     off = secondary - ((secondary * e1) @ _SUMS_TWIST) * e1
     size = np.sqrt((off * off) @ _SUMS_TWIST)
-    weak = size < 1e-9  # no information at all (first frame, straight arm)
+    weak = size < _WEAK_ROW  # no information at all (first frame, straight arm)
     if np.count_nonzero(weak):
         off, size = _fallback_secondaries(e1, off, weak)
-    axes = np.empty((n, 3 * _T3))  # e1 of the 7 frames, then e2, then e3 = e1 x e2
-    axes[:, :_T3] = e1
-    np.divide(off, size, out=axes[:, _T3:2 * _T3])
-    _crosses(axes, _E3, out=axes[:, 2 * _T3:])
-    gathered = axes.take(_AXES_GATHER, axis=1)  # the frames' columns, then the swings' x
+    twist = work[:, 3 * _E2:3 * _E3_BLOCK]
+    np.divide(off, size, out=twist)
+    _crosses(work, _E3, out=work[:, 3 * _E3_BLOCK:])
+    gathered = work.take(_AXES_GATHER, axis=1)  # the frames' columns, then the swings' x
 
     frames = np.empty((n, 9 * (_IDENTITY_SLOT + 1)))  # 7 twist frames, 7 swing frames, identity
     frames[:, 9 * _IDENTITY_SLOT:] = _EYE.reshape(-1)
     np.multiply(gathered[:, :3 * _T3], _FRAME_SIGN, out=frames[:, :3 * _T3])
-    _swing(frames, gathered[:, 3 * _T3:], unit[:, 3 * _S:], tiny)
+    _swing(frames, gathered[:, 3 * _T3:], work[:, 3 * _SWUNG:3 * _E2], tiny)
 
     world = frames.take(_WORLD_FLAT, axis=1)
     terms = frames.take(_LOCAL_LEFT, axis=1) * frames.take(_LOCAL_RIGHT, axis=1)
-    local = terms[:, :_LOCAL_TERM] + terms[:, _LOCAL_TERM:2 * _LOCAL_TERM] + terms[:, 2 * _LOCAL_TERM:]
+    local = terms.reshape(n * 9 * NUM_RIG, 3) @ _ONES[3]
     quat = _quaternions(local.reshape(n * NUM_RIG, 3, 3)).reshape(n, 4 * NUM_RIG)
     # Continuity: each quaternion in the hemisphere of the previous one (no sign flips).
-    _align(quat.reshape(n, NUM_RIG, 4), reference, NUM_RIG, 4)
+    _align(quat, reference.reshape(n, 4 * NUM_RIG), NUM_RIG, 4)
     return RigPose(quat.reshape(n, NUM_RIG, 4), world.reshape(n, NUM_RIG, 3, 3),
-                   axes[:, _T3:2 * _T3].reshape(n, NUM_TWIST, 3))
+                   twist.reshape(n, NUM_TWIST, 3))
 
 
 def _fallback_secondaries(e1: np.ndarray, off: np.ndarray, weak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -451,7 +464,7 @@ def _swing(frames: np.ndarray, x: np.ndarray, y: np.ndarray, tiny: np.ndarray | 
     as x^T P = u^T."""
     n = frames.shape[0]
     c = (x * y) @ _SUMS_TWIST  # each swing's x.y, thrice
-    opposite = c < -1 + 1e-9
+    opposite = c < _OPPOSITE_ROW
     half_turns = np.count_nonzero(opposite)
     if half_turns:
         c = np.where(opposite, 0.0, c)
@@ -460,7 +473,7 @@ def _swing(frames: np.ndarray, x: np.ndarray, y: np.ndarray, tiny: np.ndarray | 
     parent_y = (parent * y_rows) @ _COLUMN_SUMS  # P^T y, (N, 21)
     swung = frames[:, 9 * NUM_TWIST:9 * _IDENTITY_SLOT]
     np.subtract(parent + y_rows * _TWO_SWING_REST_COLS,
-                ((x + y) / (1.0 + c)).take(_ROWS, axis=1) * (_SWING_REST_FLAT + parent_y).take(_COLS, axis=1),
+                ((x + y) / (_ONES_ROW + c)).take(_ROWS, axis=1) * (_SWING_REST_FLAT + parent_y).take(_COLS, axis=1),
                 out=swung)
     if tiny is None and not half_turns:
         return

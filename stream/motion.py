@@ -13,15 +13,20 @@ body estimate nor moves the rotation state: its joints are passed through and it
 are the stream's previous ones (identity before any). A valid pose with a bone out of range
 (say a nose-to-head bone of 8 mm) stays out of the estimate but is still conformed.
 
-**Cost.** At batch 1 the stage's cost is the number of numpy calls (each about a microsecond
-on arrays this small), not their size; the stage makes about a hundred, ~0.1 ms on the
-2-core Xeon it was tuned on (``python -m poselift.bench.motion --time-only``; 4x less than
-the step-by-step version it replaced, kept in tests/motion_reference.py). In a live loop
-each call is about twice as dear as in a benchmark loop: the model step between two calls
-evicts the stage's code and data from the CPU caches (the bench's ``cold_*`` figures
-reproduce it by reading 4 MiB between calls). Run torch with one thread there (the apps'
-default): a second OpenMP thread spin-waits after each model step and, on a busy 2-core
-machine, the stage then loses whole scheduler slices (milliseconds) in some processes.
+**Cost.** At batch 1 the stage's cost is the number of numpy calls (each half a microsecond
+to a few on arrays this small), not their size: about 120 per pose, ~0.1 ms on the 2-core
+Xeon it was tuned on (``python -m poselift.bench.motion --time-only``, which times the
+:class:`~stream.motion_wire.MotionWire` call the live loop makes). So the arrays are flat
+rows (N, 3K) and every step is a gather, an elementwise operation on same-shaped rows or a
+product with a small constant matrix (see model/rig.py); broadcasts across dimensions,
+reductions over an axis, stacked 3x3 products and ``where=`` masks, which cost several
+times more, are kept off the steady path. The maths is the step-by-step version's, kept in
+tests/motion_reference.py and tested equal to 1e-12. In a live loop each call is about
+twice as dear as in a benchmark loop: the model step between two calls evicts the stage's
+code and data from the CPU caches (the bench's ``cold_*`` figures reproduce it by reading
+4 MiB between calls). Run torch with one thread there (the apps' default): a second OpenMP
+thread spin-waits after each model step and, on a busy 2-core machine, the stage then loses
+whole scheduler slices (milliseconds) in some processes.
 """
 
 from __future__ import annotations
