@@ -239,3 +239,24 @@ def test_wire_equals_the_reference_stage_at_one_and_two_streams(options):
                              (m.lengths, b.lengths[k])):
                     np.testing.assert_allclose(a, e, rtol=0, atol=1e-12, err_msg=f"round {t}")
                 assert (m.valid, m.settled, m.skeleton_changed) == (b.valid[k], b.settled[k], b.skeleton_changed[k])
+
+
+def test_a_batch_of_streams_equals_each_stream_alone():
+    """The stage is vectorised across streams: one call for all of them gives, per stream, what
+    a stage of its own gives one pose at a time (constant rows, gathers and products of the
+    batch-1 path broadcast over the batch), through warm-up, invalid and non-finite poses,
+    a bone out of range and resets."""
+    together, alone = MotionStage(warmup=12), {}
+    for t, (names, joints, valid, root, reset) in enumerate(_live_like(num_streams=5, frames=260, seed=9)):
+        if reset:
+            together.reset(reset)
+            alone.pop(reset, None)
+        batch = together.process(names, joints, valid, root)
+        for i, name in enumerate(names):
+            one = alone.setdefault(name, MotionStage(warmup=12)).process(
+                [name], joints[i:i + 1], valid[i:i + 1], None if root is None else root[i:i + 1])
+            for f in FLAGS:
+                assert getattr(batch, f)[i] == getattr(one, f)[0], f"{f} of {name} at {t}"
+            for f in FIELDS:
+                np.testing.assert_allclose(getattr(batch, f)[i], getattr(one, f)[0], rtol=0, atol=1e-12,
+                                           err_msg=f"{f} of {name} at {t}")
