@@ -158,13 +158,15 @@ def _unit(v: np.ndarray) -> np.ndarray:
 # --- the solver ------------------------------------------------------------------------------
 # At batch 1 the stage's cost is the number of numpy calls, not their size, and not all calls
 # cost the same: an elementwise operation on two same-shaped 2-D rows, a ``take`` with a
-# precomputed index array or a product with a constant matrix costs about half a microsecond,
-# while reductions over an axis, stacked 3x3 matrix products and broadcasts across dimensions
-# cost 2-5 us. So the solver works on flat rows: every array is (N, 3K) for K 3-vectors per
-# pose, or (N, 9K) for K 3x3 matrices (row-major), and every step is a gather, an elementwise
-# operation on same-shaped rows, or a product with a constant matrix (the sums over x, y, z,
-# each repeated over the vector's three entries: _repeated_sums). It computes what the
-# step-by-step version (tests/motion_reference.py) computed, to rounding.
+# precomputed index array or a product with a small constant matrix costs about half a
+# microsecond, while reductions over an axis, stacked 3x3 matrix products, broadcasts across
+# dimensions and ``where=`` masks cost 2-5 us, and a Python scalar operand about doubles a
+# call (numpy 1.x converts it every time: constant rows are used instead). So the solver works
+# on flat rows: every array is (N, 3K) for K 3-vectors per pose, or (N, 9K) for K 3x3 matrices
+# (row-major), and every step is a gather, an elementwise operation on same-shaped rows, or a
+# product with a constant matrix (the sums over x, y, z, each repeated over the vector's three
+# entries: _repeated_sums). It computes what the step-by-step version
+# (tests/motion_reference.py) computed, to rounding.
 
 
 def _flat(vectors: np.ndarray | list[int], size: int = 3) -> np.ndarray:
