@@ -1,9 +1,9 @@
 """What the motion stage costs per pose, and what it does to limb lengths and jitter.
 
-* :func:`bench_motion`: median wall time of :meth:`stream.motion.MotionStage.process` per
-  batch and per pose, at 1 and 32 streams (one pose per stream per batch, as the live loop
-  calls it), on the bundled demo clip with 1 cm noise so the estimator and the rotation
-  solver do real work.
+* :func:`bench_motion`: median wall time of the live loop's motion stage
+  (:class:`stream.motion_wire.MotionWire`, around :meth:`stream.motion.MotionStage.process`)
+  per round and per pose, at 1 and 32 streams (one pose per stream per round), on the
+  bundled demo clip with 1 cm noise so the estimator and the rotation solver do real work.
 * :func:`motion_quality`: limb-length CV and joint jitter of a pose sequence before and
   after the stage (for ``poselift video`` outputs: their ``poses3d``), overall and once the
   body has settled.
@@ -30,9 +30,13 @@ def _demo_poses() -> np.ndarray:
 def bench_motion(streams: tuple[int, ...] = (1, 32), frames: int = 300, seed: int = 0,
                  cold_mib: float = 4.0) -> dict[str, dict[str, float]]:
     """``{"streams_<S>": {"batch_ms", "per_pose_ms", "p90_ms", "cold_batch_ms",
-    "cold_per_pose_ms", "calls", "load_average"}}``: medians over ``frames`` timed batches
-    of the warm stage in its steady state (every body settled: 50 untimed batches first, the
-    estimator's warm-up is 30), one pose per stream per batch as the live loop calls it.
+    "cold_per_pose_ms", "stage_per_pose_ms", "calls", "load_average"}}``: medians over
+    ``frames`` timed rounds of what the live loop pays for the motion stage, one
+    :class:`stream.motion_wire.MotionWire` call on a round of one pose per stream (the
+    engine's float32 joints; the stage itself, the stacking of the round and the per-pose
+    outputs), in its steady state (every body settled: 50 untimed rounds first, the
+    estimator's warm-up is 30). ``stage_per_pose_ms``: :meth:`stream.motion.MotionStage.process`
+    alone, per pose (the figure earlier results gave as ``per_pose_ms``).
 
     ``cold_*``: the same, with ``cold_mib`` MiB of other data read between calls, as a model
     step does in the live loop: the stage's code and data are then out of the CPU caches,
@@ -40,17 +44,22 @@ def bench_motion(streams: tuple[int, ...] = (1, 32), frames: int = 300, seed: in
     1-minute load average when the streams were timed (other processes share the cores)."""
     import os
 
+    from poselift.stream.engine import PoseOut
+    from poselift.stream.motion_wire import MotionWire
+
     poses = _demo_poses()
     rng = np.random.default_rng(seed)
     other = np.ones(int(cold_mib * 2**20) // 8)
     out: dict[str, dict[str, float]] = {}
     for s in streams:
-        stage = MotionStage()
         names = [f"cam{i}" for i in range(s)]
         offsets = rng.integers(0, len(poses), size=s)
-        warm, cold = [], []
-        for t in range(50 + 2 * frames + frames // 20):
-            batch = poses[(offsets + t) % len(poses)] + rng.normal(0, 0.01, (s, 17, 3))
+        batches = [poses[(offsets + t) % len(poses)] + rng.normal(0, 0.01, (s, 17, 3))
+                   for t in range(50 + 2 * frames + frames // 20)]
+        wire, warm, cold = MotionWire(), [], []
+        for t, batch in enumerate(batches):
+            joints = batch.astype(np.float32)  # as the engine gives them
+            round_ = [PoseOut(name, t, 0.0, 0.0, joints[i], True, False, [], epoch=1) for i, name in enumerate(names)]
             # Timed in alternating blocks of 21 warm and 20 cold calls (the same load for both);
             # the first warm call of a block, after the cold ones, is not counted.
             k = (t - 50) % 41
@@ -58,15 +67,22 @@ def bench_motion(streams: tuple[int, ...] = (1, 32), frames: int = 300, seed: in
             if evict:
                 other.sum()
             t0 = time.perf_counter()
-            stage.process(names, batch)
+            wire(round_)
             elapsed = time.perf_counter() - t0
             if t >= 50 and k != 0:
                 (cold if evict else warm).append(elapsed)
+        stage, alone = MotionStage(), []
+        for t, batch in enumerate(batches[:50 + frames]):
+            t0 = time.perf_counter()
+            stage.process(names, batch)
+            if t >= 50:
+                alone.append(time.perf_counter() - t0)
         warm, cold = warm[:frames], cold[:frames] or warm
         med, cold_med = float(np.median(warm)) * 1e3, float(np.median(cold)) * 1e3
         out[f"streams_{s}"] = {"batch_ms": med, "per_pose_ms": med / s, "p90_ms": float(np.percentile(warm, 90)) * 1e3,
-                               "cold_batch_ms": cold_med, "cold_per_pose_ms": cold_med / s, "calls": float(len(warm)),
-                               "load_average": os.getloadavg()[0]}
+                               "cold_batch_ms": cold_med, "cold_per_pose_ms": cold_med / s,
+                               "stage_per_pose_ms": float(np.median(alone)) * 1e3 / s,
+                               "calls": float(len(warm)), "load_average": os.getloadavg()[0]}
     return out
 
 

@@ -75,12 +75,15 @@ for _j in range(1, NUM_JOINTS):
 
 MIN_BONE_M = 0.01
 MAX_BONE_M = 1.5
+# Bone-shaped rows of constants for the per-pose path (a Python scalar operand costs numpy 1.x
+# a conversion on every call; see BodyEstimator).
+_MIN_ROW, _MAX_ROW = np.full((1, NUM_BONES), MIN_BONE_M), np.full((1, NUM_BONES), MAX_BONE_M)
+_SHORT_ROW, _ONE_ROW = np.full((1, NUM_BONES), 1e-9), np.ones((1, NUM_BONES))
 
 # Bone vectors as one matrix product: _BONE_DIFFERENCES @ joints (..., 17, 3) -> (..., 16, 3).
 _BONE_DIFFERENCES = np.zeros((NUM_BONES, NUM_JOINTS))
 _BONE_DIFFERENCES[np.arange(NUM_BONES), BONE_CHILDREN] = 1.0
 _BONE_DIFFERENCES[np.arange(NUM_BONES), BONE_PARENTS] -= 1.0
-_ONES31 = np.ones((3, 1))
 
 
 def bone_vectors(poses: np.ndarray) -> np.ndarray:
@@ -160,6 +163,10 @@ class BodyEstimator:
         self.clip = float(clip)
         self.symmetric = bool(symmetric)
         self.change_threshold = float(change_threshold)
+        # The same as arrays shaped like one stream's row: numpy 1.x converts a Python scalar
+        # operand on every call, which costs more than the operation on a row this small.
+        self._warmup_row = np.array([self.warmup])
+        self._rate_row, self._clip_row, self._threshold_row = (np.full((1, NUM_BONES), x) for x in (rate, clip, change_threshold))
         self.num_streams = 0
         self.lengths = np.empty((0, NUM_BONES))
         self.reported = np.empty((0, NUM_BONES))
@@ -207,16 +214,14 @@ class BodyEstimator:
         are ignored, whatever they hold). ``slots``: (N,) distinct slot indices."""
         obs = observed @ self._symmetrize if self.symmetric else observed
         before = self.count.take(slots)
-        settled_before = before >= self.warmup
+        settled_before = before >= self._warmup_row
         adapting = use & settled_before
         if np.count_nonzero(adapting) == len(slots):
             # Every slot settled and every pose usable: the steady state, and the fast path.
-            cur = self.lengths.take(slots, axis=0)
-            limit = self.clip * cur
-            new = cur + self.rate * np.minimum(np.maximum(obs - cur, -limit), limit)
+            new = self._adapted(self.lengths.take(slots, axis=0), obs)
             self.lengths[slots] = new
             reported = self.reported.take(slots, axis=0)
-            moved = np.abs(new / reported - 1.0) > self.change_threshold
+            moved = self._moved(new, reported)
             if not np.count_nonzero(moved):  # nothing to report: the usual case
                 no = np.zeros(len(slots), bool)
                 return BodyUpdate(new, settled_before, no, no.copy(), use, reported)
@@ -231,18 +236,26 @@ class BodyEstimator:
                 self.lengths[w_slots] = _running_median(self.buffer[w_slots], self.count[w_slots])
             if np.count_nonzero(adapting):
                 a_slots = slots[adapting]
-                cur = self.lengths[a_slots]
-                limit = self.clip * cur
-                self.lengths[a_slots] = cur + self.rate * np.minimum(np.maximum(obs[adapting] - cur, -limit), limit)
+                self.lengths[a_slots] = self._adapted(self.lengths[a_slots], obs[adapting])
             new = self.lengths.take(slots, axis=0)
-            settled_after = self.count.take(slots) >= self.warmup
+            settled_after = self.count.take(slots) >= self._warmup_row
             # NaN (nothing reported yet) compares false; lengths are never 0 (bones >= 1 cm).
             changed = (settled_after & ~settled_before) | (
-                settled_after & (np.abs(new / self.reported.take(slots, axis=0) - 1.0) > self.change_threshold).any(axis=1))
+                settled_after & self._moved(new, self.reported.take(slots, axis=0)).any(axis=1))
         if np.count_nonzero(changed):
             self.reported[slots[changed]] = new[changed]
         return BodyUpdate(new, settled_after, settled_after & ~settled_before, changed, use,
                           self.reported.take(slots, axis=0))
+
+    def _adapted(self, lengths: np.ndarray, observed: np.ndarray) -> np.ndarray:
+        """Settled ``lengths`` (K, 16) one step towards ``observed``: ``rate`` times the error,
+        clipped to ``clip`` times the length."""
+        limit = self._clip_row * lengths
+        return lengths + self._rate_row * np.minimum(np.maximum(observed - lengths, -limit), limit)
+
+    def _moved(self, lengths: np.ndarray, reported: np.ndarray) -> np.ndarray:
+        """(K, 16) bool: the bones that moved more than ``change_threshold`` from ``reported``."""
+        return np.abs(lengths / reported - _ONE_ROW) > self._threshold_row
 
 
 # (left bone, right bone) pairs that leave the same joint: the pelvis is the midpoint of the
@@ -260,39 +273,49 @@ GIRDLED_BONES = _GIRDLED  # (16, 17): the bones of a consistent pose as differen
 _MEASURE = np.concatenate([_BONE_DIFFERENCES, _GIRDLED])
 
 
+# measure and rebuild work on flat rows (N, 3K) of K 3-vectors, for few and cheap numpy calls at
+# batch 1 (see stream/motion.py): the bone vectors are one product with a constant matrix.
+_MEASURE_FLAT = np.kron(_MEASURE.T, np.eye(3))  # (51, 96): joints (N, 51) -> the 32 bone vectors (N, 96)
+_ANCESTRY_FLAT = np.kron(ANCESTRY.T, np.eye(3))  # (48, 51): bone vectors (N, 48) -> joints (N, 51) from 0
+_ROOT_EVERYWHERE = np.tile(np.arange(3), NUM_JOINTS)  # joints (N, 51) -> the root at every joint
+_REPEAT3 = np.repeat(np.arange(NUM_BONES), 3)  # lengths (N, 16) -> (N, 48), each over its vector
+_ONES3 = np.ones(3)
+
+
 def measure(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What the body estimate and :func:`conform` need of finite poses (N, 17, 3), in one matrix
-    product: (the bone lengths as predicted (N, 16), the bone vectors conform keeps the
-    directions of (the girdles' bones on their shared line) (N, 16, 3), and their lengths as a
-    column (N, 16, 1))."""
-    v = _MEASURE @ poses
-    length = np.sqrt((v * v) @ _ONES31)
-    return length[:, :NUM_BONES, 0], v[:, NUM_BONES:], length[:, NUM_BONES:]
+    """What the body estimate and :func:`rebuild` need of finite poses (N, 17, 3) or flat rows
+    (N, 51): (the bone lengths as predicted (N, 16), the bone vectors that conform keeps the
+    directions of (the girdles' bones on their shared line), flat (N, 48), and their lengths
+    (N, 16))."""
+    n = len(poses)
+    v = poses.reshape(n, 3 * NUM_JOINTS) @ _MEASURE_FLAT
+    length = np.sqrt((v * v).reshape(2 * NUM_BONES * n, 3) @ _ONES3).reshape(n, 2 * NUM_BONES)
+    return length[:, :NUM_BONES], v[:, 3 * NUM_BONES:], length[:, NUM_BONES:]
 
 
 def usable_lengths(lengths: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """(N,) bool: which of the poses whose bone lengths are ``lengths`` (N, 16) may enter a body
     estimate, of the ``candidates`` (N,) (valid and finite; see :func:`usable_poses`)."""
-    sane = (lengths >= MIN_BONE_M) & (lengths <= MAX_BONE_M)
+    sane = (lengths >= _MIN_ROW) & (lengths <= _MAX_ROW)
     if np.count_nonzero(sane) == sane.size:
         return candidates
     return candidates & sane.all(axis=-1)
 
 
-def rebuild(root: np.ndarray, vectors: np.ndarray, norms: np.ndarray,
+def rebuild(poses: np.ndarray, vectors: np.ndarray, norms: np.ndarray,
             lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`conform` of finite poses with a body, from :func:`measure`'s ``vectors`` (N, 16, 3)
-    and ``norms`` (N, 16, 1): the joints (N, 17, 3) from ``root`` (N, 1, 3) outwards, every
-    bone along its vector with its length in ``lengths`` (N, 16) (finite); bones of no length
-    (no direction) stay as they are. Also returns the unit bone directions (N, 16, 3), None
-    when some bone has no length."""
-    lengths = lengths[..., None]
-    short = norms < 1e-9
+    """:func:`conform` of finite poses, flat rows (N, 51), with a body, from :func:`measure`'s
+    ``vectors`` (N, 48) and ``norms`` (N, 16): the joints (N, 51) from the poses' roots
+    outwards, every bone along its vector with its length in ``lengths`` (N, 16) (finite);
+    bones of no length (no direction) stay as they are. Also returns the unit bone directions
+    (N, 48), None when some bone has no length."""
+    root = poses.take(_ROOT_EVERYWHERE, axis=1)
+    short = norms < _SHORT_ROW
     if np.count_nonzero(short):
         scale = np.where(short, 1.0, lengths / np.where(short, 1.0, norms))
-        return root + ANCESTRY @ (vectors * scale), None
-    unit = vectors / norms
-    return root + ANCESTRY @ (unit * lengths), unit
+        return root + (vectors * scale.take(_REPEAT3, axis=1)) @ _ANCESTRY_FLAT, None
+    unit = vectors / norms.take(_REPEAT3, axis=1)
+    return root + (unit * lengths.take(_REPEAT3, axis=1)) @ _ANCESTRY_FLAT, unit
 
 
 def conform(poses: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -156,13 +156,29 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 # --- the solver ------------------------------------------------------------------------------
-# At batch 1 the stage's cost is the number of numpy calls, not their size (each is about a
-# microsecond on arrays this small), so the solver is written as few calls over all joints at
-# once: every direction it needs is one gather of the unit bone directions (or one matrix
-# product of the joints and one normalisation), cross products are one gather and product on
-# contiguous blocks, the twist frames are one signed gather of their axes, the swings a closed
-# form, and the rig's world and local rotations two gathers and one product. It computes what
-# the step-by-step version (tests/motion_reference.py) computed, to rounding.
+# At batch 1 the stage's cost is the number of numpy calls, not their size, and not all calls
+# cost the same: an elementwise operation on two same-shaped 2-D rows, a ``take`` with a
+# precomputed index array or a product with a small constant matrix costs about half a
+# microsecond, while reductions over an axis, stacked 3x3 matrix products, broadcasts across
+# dimensions and ``where=`` masks cost 2-5 us, and a Python scalar operand about doubles a
+# call (numpy 1.x converts it every time: constant rows are used instead). So the solver works
+# on flat rows: every array is (N, 3K) for K 3-vectors per pose, or (N, 9K) for K 3x3 matrices
+# (row-major), and every step is a gather, an elementwise operation on same-shaped rows, or a
+# product with a constant matrix (the sums over x, y, z, each repeated over the vector's three
+# entries: _repeated_sums). It computes what the step-by-step version
+# (tests/motion_reference.py) computed, to rounding.
+
+
+def _flat(vectors: np.ndarray | list[int], size: int = 3) -> np.ndarray:
+    """Indices, in flat rows (N, size * K), of the entries of the ``size``-vectors ``vectors``."""
+    return (size * np.asarray(vectors, dtype=np.intp)[:, None] + np.arange(size)).reshape(-1)
+
+
+def _repeated_sums(k: int, size: int = 3) -> np.ndarray:
+    """(size * k, size * k): a flat row of k ``size``-vectors times this is each vector's sum of
+    entries, repeated ``size`` times (a dot product, ready to meet the vectors it scales)."""
+    return np.kron(np.eye(k), np.ones((size, size)))
+
 
 # Every joint difference, as rows of a (23, 17) matrix of +-1: primaries, secondary lines, arm
 # bones (for the elbow planes), swing bones.
@@ -173,6 +189,8 @@ _P, _L, _A, _S = 0, len(_PRIMARY), len(_PRIMARY) + len(_LINES), len(_PRIMARY) + 
 _DIFFERENCES = np.zeros((len(_PAIRS), 17))
 _DIFFERENCES[np.arange(len(_PAIRS)), _PAIRS[:, 1]] += 1.0
 _DIFFERENCES[np.arange(len(_PAIRS)), _PAIRS[:, 0]] -= 1.0
+
+
 # ... and each of them as a bone of body.conform's consistent pose (whose girdles' bones lie on
 # one line): the direction of difference r is the direction of bone _PAIR_BONE[r].
 def _bone_along(row: np.ndarray) -> int:
@@ -184,7 +202,19 @@ def _bone_along(row: np.ndarray) -> int:
 
 
 _PAIR_BONE = np.array([_bone_along(row) for row in _DIFFERENCES])
-_ONES3, _ONES31, _ONES41 = np.ones(3), np.ones((3, 1)), np.ones((4, 1))
+
+# The solver's working row (N, 3 * 39) holds every 3-vector it reads or makes, in blocks: the
+# frames' primaries e1, the secondary lines, the elbow normals, the arm bones, the swing bones,
+# then the frames' e2 and e3. One gather of the unit bones fills the directions (the other
+# blocks gather anything and are written in place), so the raw secondaries (lines, then
+# normals) and the three axes of every frame need no concatenation.
+_E1, _LINE, _NORMAL, _ARM, _SWUNG, _E2, _E3_BLOCK, _WORK = 0, 7, 12, 14, 18, 25, 32, 39
+_WORK_PAIR = np.full(_WORK, -1)  # which of the 23 joint differences each vector is (-1: made here)
+_WORK_PAIR[_E1:_LINE], _WORK_PAIR[_LINE:_NORMAL] = np.arange(_P, _L), np.arange(_L, _A)
+_WORK_PAIR[_ARM:_SWUNG], _WORK_PAIR[_SWUNG:_E2] = np.arange(_A, _S), np.arange(_S, len(_PAIRS))
+_WORK_GATHER = _flat(np.where(_WORK_PAIR >= 0, _PAIR_BONE[_WORK_PAIR], 0))  # unit bones (N, 48) -> the row
+_WORK_DIFFERENCES = np.kron(np.where(_WORK_PAIR[:, None] >= 0, _DIFFERENCES[_WORK_PAIR], 0.0).T, np.eye(3))  # (51, 117)
+_WORK_REPEAT = np.repeat(np.arange(_WORK), 3)
 _EYE = np.eye(3)
 _I1, _I2 = np.array([1, 2, 0]), np.array([2, 0, 1])
 
@@ -196,18 +226,17 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _cross_gathers(a: list[int], b: list[int]) -> np.ndarray:
-    """Indices into flat rows of 3-vectors (N, K * 3) that gather, as (N, 2, 2, len(a), 3),
+    """Indices into flat rows of 3-vectors (N, K * 3) that gather, as (N, 2, 2, len(a) * 3),
     the factors of the cross products a[i] x b[i] (a, b: vector indices): see :func:`_crosses`."""
     a, b = np.asarray(a)[:, None], np.asarray(b)[:, None]
     return np.stack([[3 * a + _I1, 3 * a + _I2], [3 * b + _I2, 3 * b + _I1]]).reshape(-1)
 
 
-def _crosses(vectors: np.ndarray, gathers: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """The cross products that ``gathers`` (:func:`_cross_gathers`) names, of ``vectors``
-    (N, K, 3): four numpy calls for all of them, on contiguous blocks."""
-    n = vectors.shape[0]
-    g = vectors.reshape(n, 3 * vectors.shape[1]).take(gathers, axis=1).reshape(n, 2, 2, len(gathers) // 12, 3)
-    # ... factor, term, product, xyz
+def _crosses(rows: np.ndarray, gathers: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The cross products that ``gathers`` (:func:`_cross_gathers`) names, of the 3-vectors in
+    flat ``rows`` (N, 3K), as flat rows (N, len(gathers) / 4): four numpy calls for all of them."""
+    n = rows.shape[0]
+    g = rows.take(gathers, axis=1).reshape(n, 2, 2, len(gathers) // 4)  # ... factor, term, entries
     p = g[:, 0] * g[:, 1]
     return np.subtract(p[:, 0], p[:, 1], out=out)
 
@@ -225,16 +254,15 @@ def _signed_axis(v: np.ndarray) -> tuple[int, float]:
 
 
 # A twist frame is basis (e1 e2 e3) @ rest basis^T, and a rest basis is a signed permutation:
-# column l of the frame is sign * e_m. With the axes of all 7 frames in one array (N, 3 * 7, 3)
-# (every e1, then every e2, then every e3), the frames (N, 7 * 9) are one gather of its flat
-# entries times a sign.
+# column l of the frame is sign * e_m. With the axes of all 7 frames in the working row (its
+# e1, e2 and e3 blocks), the frames (N, 7 * 9) are one gather of its entries times a sign.
 _REST_BASES = _basis(_PRIMARY_REST, _SECONDARY_REST)  # (7, 3, 3)
 _FRAME_SOURCE = np.empty((NUM_TWIST, 3, 3), dtype=np.intp)
 _FRAME_SIGN = np.empty((NUM_TWIST, 3, 3))
 for _k in range(NUM_TWIST):
     for _l in range(3):
         _m, _sign = _signed_axis(_REST_BASES[_k, _l])  # row l of the rest basis = column l of its transpose
-        _FRAME_SOURCE[_k, :, _l] = 3 * (NUM_TWIST * _m + _k) + np.arange(3)
+        _FRAME_SOURCE[_k, :, _l] = 3 * ((_E1, _E2, _E3_BLOCK)[_m] + _k) + np.arange(3)
         _FRAME_SIGN[_k, :, _l] = _sign
 _FRAME_SOURCE, _FRAME_SIGN = _FRAME_SOURCE.reshape(-1), _FRAME_SIGN.reshape(1, -1)
 # A swing joint's rest direction seen from its parent's frame is one of the parent's axes
@@ -243,28 +271,61 @@ _SWING_FROM = np.empty((NUM_TWIST, 3), dtype=np.intp)
 for _i, (_k, _u) in enumerate(zip(_SWING_PARENT, _SWING_REST)):
     _m, _sign = _signed_axis(_REST_BASES[_k].T @ _u)  # the parent frame maps rest u to sign * e_m
     assert _sign == 1.0
-    _SWING_FROM[_i] = 3 * (NUM_TWIST * _m + _k) + np.arange(3)
+    _SWING_FROM[_i] = 3 * ((_E1, _E2, _E3_BLOCK)[_m] + _k) + np.arange(3)
 _SWING_FROM = _SWING_FROM.reshape(-1)
 _AXES_GATHER = np.concatenate([_FRAME_SOURCE, _SWING_FROM])
-# Constants shaped like the arrays they meet at batch 1: numpy's same-shape path is the cheap one.
-_CARRY_FULL = np.repeat(_CARRY[None, :, None], 3, axis=2)  # (1, 7, 3)
-_NORMALS = _cross_gathers([_A, _A + 1], [_A + 2, _A + 3])  # upper arm x forearm, of the 23 directions
-_E3 = _cross_gathers(list(range(NUM_TWIST)), list(range(NUM_TWIST, 2 * NUM_TWIST)))  # e1 x e2, of (e1, e2)
+_T3 = 3 * NUM_TWIST  # entries of one 3-vector per twist frame (or per swing: as many)
+_CARRY_ROW = np.repeat(_CARRY, 3)[None]  # (1, 21)
+_SUMS_TWIST = _repeated_sums(NUM_TWIST)
+_NORMALS = _cross_gathers([_ARM, _ARM + 1], [_ARM + 2, _ARM + 3])  # upper arm x forearm
+_E3 = _cross_gathers(list(range(_E1, _E1 + NUM_TWIST)), list(range(_E2, _E2 + NUM_TWIST)))  # e1 x e2
 _SIGNED = np.nonzero(_ALIGN_SIGN)[0]
 assert (_SIGNED == np.arange(_SIGNED[0], NUM_TWIST)).all()  # the hinge axes come last
-_HINGE = slice(int(_SIGNED[0]), NUM_TWIST)
-_SWING_REST_ROW = _SWING_REST[:, None, :]  # (7, 1, 3)
-_TWO_SWING_REST = 2.0 * _SWING_REST_ROW
+_HINGE = slice(3 * int(_SIGNED[0]), _T3)  # their entries in a flat row of the 7 secondaries
 _PERPENDICULAR = np.roll(_SWING_REST, 1, axis=-1)[:, :, None]  # (7, 3, 1): for half turns
+# A swing's 3x3 entry [s, r, l] (flat: 9 s + 3 r + l) meets the entry [s, r] (_ROWS) or [s, l]
+# (_COLS) of a row of 3-vectors, one per swing; _COLUMN_SUMS sums a flat 3x3 over r.
+_SWING_S, _SWING_R, _SWING_L = np.indices((NUM_TWIST, 3, 3)).reshape(3, -1)
+_ROWS, _COLS = 3 * _SWING_S + _SWING_R, 3 * _SWING_S + _SWING_L
+_COLUMN_SUMS = np.zeros((9 * NUM_TWIST, _T3))
+_COLUMN_SUMS[np.arange(9 * NUM_TWIST), _COLS] = 1.0
+_SWING_REST_FLAT = _SWING_REST.reshape(1, -1)  # (1, 21)
+_TWO_SWING_REST_COLS = 2.0 * _SWING_REST_FLAT[:, _COLS]  # (1, 63)
+_SWING_PARENT_GATHER = _flat(_SWING_PARENT, 9)
 
-# The world rotations of all 19 rig joints gathered from one (N, 15, 3, 3) array: the 7 twist
-# frames, the 7 swing frames, the identity (the root's "parent").
+# The world rotations of all 19 rig joints gathered from one flat row of 15 3x3 matrices
+# (N, 135): the 7 twist frames, the 7 swing frames, the identity (the root's "parent").
 _FRAME_SLOT = {int(j): i for i, j in enumerate(_FRAME_JOINTS)}
 _FRAME_SLOT.update({int(j): NUM_TWIST + i for i, j in enumerate(_SWING_JOINTS)})
 _FRAME_SLOT.update({leaf: _FRAME_SLOT[parent] for leaf, parent in _LEAVES.items()})
 _IDENTITY_SLOT = 2 * NUM_TWIST
 _WORLD_GATHER = np.array([_FRAME_SLOT[j] for j in range(NUM_RIG)])
 _PARENT_GATHER = np.array([_IDENTITY_SLOT if p < 0 else _FRAME_SLOT[p] for p in RIG_PARENTS])
+_WORLD_FLAT = _flat(_WORLD_GATHER, 9)
+# local = parent^T @ world: local[j, a, b] = sum over m of parent[j, m, a] * world[j, m, b]; the
+# products are gathered with m innermost, then summed in threes.
+_JOINT, _ENTRY, _TERM = np.indices((NUM_RIG, 9, 3)).reshape(3, -1)
+_LOCAL_LEFT = 9 * _PARENT_GATHER[_JOINT] + 3 * _TERM + _ENTRY // 3
+_LOCAL_RIGHT = 9 * _WORLD_GATHER[_JOINT] + 3 * _TERM + _ENTRY % 3
+_ONES = (None, None, None, np.ones(3), np.ones(4))  # _ONES[size]: a column that sums a size-vector
+# Constants shaped like the rows they meet at batch 1: numpy 1.x converts a Python scalar
+# operand on every call, which costs more than the operation itself on rows this small.
+_WEAK_ROW, _OPPOSITE_ROW = np.full((1, _T3), 1e-9), np.full((1, _T3), -1 + 1e-9)
+_ONES_ROW = np.ones((1, _T3))
+_ALIGNED = {(k, size): (np.ones((1, k)), np.zeros((1, k)), np.repeat(np.arange(k), size))
+            for k, size in ((len(_SIGNED), 3), (NUM_RIG, 4))}
+
+
+def _align(vectors: np.ndarray, previous: np.ndarray, k: int, size: int) -> None:
+    """Negate, in place, each of the k ``size``-vectors of the flat rows ``vectors``
+    (N, k * size) (a view into wider rows is fine) whose dot product with its counterpart in
+    ``previous`` (N, k * size) is negative. Multiplying by a copied sign is exact and, unlike
+    ``np.negative(..., where=...)``, takes the ufuncs' fast path; adding zero makes a dot
+    product of -0.0 count as not negative."""
+    n = vectors.shape[0]
+    ones, zeros, repeat = _ALIGNED[k, size]
+    dot = ((vectors * previous).reshape(n * k, size) @ _ONES[size]).reshape(n, k)
+    vectors *= np.copysign(ones, dot + zeros).take(repeat, axis=1)
 
 
 def _public_quaternions(matrices: np.ndarray) -> np.ndarray:
@@ -332,74 +393,99 @@ def solve_rotations_from(joints: np.ndarray, prev_twist: np.ndarray, reference: 
     is checked (the motion stage's per-pose path). ``bones``: the unit bone directions
     (N, 16, 3) of the joints, rig frame, when the caller has them (:func:`body.rebuild`
     does): then every direction the solver needs is one of them (no bone may be of no
-    length)."""
+    length). All of them may also be given as flat rows ((N, 51), (N, 21), (N, 76), (N, 48))."""
     n = joints.shape[0]
+    tiny = None
     if bones is None:
-        d = _DIFFERENCES @ joints  # (N, 23, 3)
-        length = np.sqrt((d * d) @ _ONES3)
-        tiny = length < 1e-12
-        length[tiny] = 1.0
-        unit = d / length[..., None]
-        tiny = tiny[:, _S:] if np.count_nonzero(tiny[:, _S:]) else None
+        d = joints.reshape(n, 3 * 17) @ _WORK_DIFFERENCES  # the joint differences, in the working row
+        length = np.sqrt((d * d).reshape(n * _WORK, 3) @ _ONES[3]).reshape(n, _WORK)
+        short = length < 1e-12
+        length[short] = 1.0
+        work = d / length.take(_WORK_REPEAT, axis=1)
+        if np.count_nonzero(short[:, _SWUNG:_E2]):
+            tiny = short[:, _SWUNG:_E2]  # (N, 7) swing bones of no length
     else:
-        unit = bones.take(_PAIR_BONE, axis=1)
-        tiny = None
-    e1 = unit[:, _P:_L]
+        work = bones.reshape(n, 3 * NUM_BONES).take(_WORK_GATHER, axis=1)
+    prev_twist = prev_twist.reshape(n, _T3)
+    e1 = work[:, 3 * _E1:3 * _LINE]
     # Raw secondaries: the lines, then the elbow-plane normals (upper arm x forearm, whose size
     # sin(elbow angle) fades as the arm straightens).
-    raw = np.concatenate([unit[:, _L:_A], _crosses(unit, _NORMALS)], axis=1)
+    raw = work[:, 3 * _LINE:3 * _ARM]
+    hinge = _crosses(work, _NORMALS, out=work[:, 3 * _NORMAL:3 * _ARM])
     # A hinge's axis has no sign: keep the elbow normal on the previous one's side. (The normal
     # is already off its primary, the upper arm, so the sign of its dot product with the
-    # previous one is the sign of the two taken off the primary.) Sums over x, y, z are
-    # products with a column of ones: (N, K, 1), ready to broadcast without indexing.
-    hinge = raw[:, _HINGE]
-    np.negative(hinge, out=hinge, where=(hinge * prev_twist[:, _HINGE]) @ _ONES31 < 0)
-    secondary = raw + _CARRY_FULL * prev_twist
-    off = secondary - ((secondary * e1) @ _ONES31) * e1
-    size = np.sqrt((off * off) @ _ONES31)
-    weak = size < 1e-9  # no information at all (first frame, straight arm): the rest
-    if np.count_nonzero(weak):  # secondary, or the world axis most across the bone if it is not
-        along = np.abs(np.add.reduce(e1 * _SECONDARY_REST, axis=-1, keepdims=True)) > 0.9
-        fallback = np.where(along, _EYE[np.argmin(np.abs(e1), axis=-1)], _SECONDARY_REST)
-        off = np.where(weak, fallback - np.add.reduce(fallback * e1, axis=-1, keepdims=True) * e1, off)
-        size = np.sqrt(np.add.reduce(off * off, axis=-1, keepdims=True))
-    axes = np.empty((n, 3 * NUM_TWIST, 3))  # e1 of the 7 frames, then e2, then e3 = e1 x e2
-    axes[:, :NUM_TWIST] = e1
-    np.divide(off, size, out=axes[:, NUM_TWIST:2 * NUM_TWIST])
-    _crosses(axes[:, :2 * NUM_TWIST], _E3, out=axes[:, 2 * NUM_TWIST:])
-    gathered = axes.reshape(n, 9 * NUM_TWIST).take(_AXES_GATHER, axis=1)  # the frames' columns, then the swings' x
+    # previous one is the sign of the two taken off the primary.)
+    _align(hinge, prev_twist[:, _HINGE], len(_SIGNED), 3)
+    secondary = raw + _CARRY_ROW * prev_twist
+    off = secondary - ((secondary * e1) @ _SUMS_TWIST) * e1
+    size = np.sqrt((off * off) @ _SUMS_TWIST)
+    weak = size < _WEAK_ROW  # no information at all (first frame, straight arm)
+    if np.count_nonzero(weak):
+        off, size = _fallback_secondaries(e1, off, weak)
+    twist = work[:, 3 * _E2:3 * _E3_BLOCK]
+    np.divide(off, size, out=twist)
+    _crosses(work, _E3, out=work[:, 3 * _E3_BLOCK:])
+    gathered = work.take(_AXES_GATHER, axis=1)  # the frames' columns, then the swings' x
 
-    frames = np.empty((n, 2 * NUM_TWIST + 1, 3, 3))
-    frames[:, _IDENTITY_SLOT] = _EYE
-    np.multiply(gathered[:, :9 * NUM_TWIST], _FRAME_SIGN, out=frames.reshape(n, 9 * (2 * NUM_TWIST + 1))[:, :9 * NUM_TWIST])
+    frames = np.empty((n, 9 * (_IDENTITY_SLOT + 1)))  # 7 twist frames, 7 swing frames, identity
+    frames[:, 9 * _IDENTITY_SLOT:] = _EYE.reshape(-1)
+    np.multiply(gathered[:, :3 * _T3], _FRAME_SIGN, out=frames[:, :3 * _T3])
+    _swing(frames, gathered[:, 3 * _T3:], work[:, 3 * _SWUNG:3 * _E2], tiny)
 
-    # Swings: the shortest rotation R turning the direction x = P u that the parent's frame P
-    # gives the bone (u: its rest direction) onto the bone y is R = I + 2 y x^T - s s^T / (1 + c),
-    # s = x + y, c = x.y (the product of two reflections), and the joint's world frame is
-    # R P = P + 2 y u^T - s (u + P^T y)^T / (1 + c), as x^T P = u^T.
-    x = gathered[:, 9 * NUM_TWIST:].reshape(n, NUM_TWIST, 3)
-    y = unit[:, _S:]
-    c = (x * y) @ _ONES31
-    opposite = c < -1 + 1e-9
+    world = frames.take(_WORLD_FLAT, axis=1)
+    terms = frames.take(_LOCAL_LEFT, axis=1) * frames.take(_LOCAL_RIGHT, axis=1)
+    local = terms.reshape(n * 9 * NUM_RIG, 3) @ _ONES[3]
+    quat = _quaternions(local.reshape(n * NUM_RIG, 3, 3)).reshape(n, 4 * NUM_RIG)
+    # Continuity: each quaternion in the hemisphere of the previous one (no sign flips).
+    _align(quat, reference.reshape(n, 4 * NUM_RIG), NUM_RIG, 4)
+    return RigPose(quat.reshape(n, NUM_RIG, 4), world.reshape(n, NUM_RIG, 3, 3),
+                   twist.reshape(n, NUM_TWIST, 3))
+
+
+def _fallback_secondaries(e1: np.ndarray, off: np.ndarray, weak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where a secondary carries no information at all (``weak``), the rest secondary, or the
+    world axis most across the bone if the bone lies along it: (off, size), flat (N, 21)."""
+    n = e1.shape[0]
+    e1, off = e1.reshape(n, NUM_TWIST, 3), off.reshape(n, NUM_TWIST, 3)
+    weak = weak.reshape(n, NUM_TWIST, 3)[..., :1]
+    along = np.abs(np.add.reduce(e1 * _SECONDARY_REST, axis=-1, keepdims=True)) > 0.9
+    fallback = np.where(along, _EYE[np.argmin(np.abs(e1), axis=-1)], _SECONDARY_REST)
+    off = np.where(weak, fallback - np.add.reduce(fallback * e1, axis=-1, keepdims=True) * e1, off)
+    size = np.sqrt(np.add.reduce(off * off, axis=-1, keepdims=True))
+    return off.reshape(n, _T3), np.repeat(size, 3, axis=-1).reshape(n, _T3)
+
+
+def _swing(frames: np.ndarray, x: np.ndarray, y: np.ndarray, tiny: np.ndarray | None) -> None:
+    """Fill the swing frames of ``frames`` (N, 135), whose twist frames are filled: ``x`` (N, 21)
+    the bone directions their parents' frames give the swing bones, ``y`` (N, 21) the bones;
+    ``tiny`` (N, 7) swing bones of no length (None: none).
+
+    The shortest rotation R turning x = P u (P: the parent's frame, u: the bone's rest
+    direction) onto y is R = I + 2 y x^T - s s^T / (1 + c), s = x + y, c = x.y (the product of
+    two reflections), and the joint's world frame is R P = P + 2 y u^T - s (u + P^T y)^T / (1 + c),
+    as x^T P = u^T."""
+    n = frames.shape[0]
+    c = (x * y) @ _SUMS_TWIST  # each swing's x.y, thrice
+    opposite = c < _OPPOSITE_ROW
     half_turns = np.count_nonzero(opposite)
     if half_turns:
         c = np.where(opposite, 0.0, c)
-    parent = frames.take(_SWING_PARENT, axis=1)
-    swung = frames[:, NUM_TWIST:_IDENTITY_SLOT]
-    np.subtract(parent + y[..., :, None] * _TWO_SWING_REST,
-                ((x + y) / (1.0 + c))[..., :, None] * (_SWING_REST_ROW + (y[..., None, :] @ parent)), out=swung)
+    parent = frames.take(_SWING_PARENT_GATHER, axis=1)  # (N, 63)
+    y_rows = y.take(_ROWS, axis=1)
+    parent_y = (parent * y_rows) @ _COLUMN_SUMS  # P^T y, (N, 21)
+    swung = frames[:, 9 * NUM_TWIST:9 * _IDENTITY_SLOT]
+    np.subtract(parent + y_rows * _TWO_SWING_REST_COLS,
+                ((x + y) / (_ONES_ROW + c)).take(_ROWS, axis=1) * (_SWING_REST_FLAT + parent_y).take(_COLS, axis=1),
+                out=swung)
+    if tiny is None and not half_turns:
+        return
+    parent, swung = parent.reshape(n, NUM_TWIST, 3, 3), frames.reshape(n, 2 * NUM_TWIST + 1, 3, 3)[:, NUM_TWIST:-1]
     if tiny is not None:  # a bone of no length: no swing (a zero direction has no rotation)
         swung[...] = np.where(tiny[..., None, None], parent, swung)
     if half_turns:  # half turn about an axis perpendicular to the rest direction
         perp = (parent @ _PERPENDICULAR)[..., 0]
-        swung[...] = np.where(opposite[..., None], (2 * perp[..., :, None] * perp[..., None, :] - _EYE) @ parent, swung)
-
-    world = frames.take(_WORLD_GATHER, axis=1)
-    local = frames.take(_PARENT_GATHER, axis=1).swapaxes(-1, -2) @ world
-    quat = _quaternions(local.reshape(n * NUM_RIG, 3, 3)).reshape(n, NUM_RIG, 4)
-    # Continuity: each quaternion in the hemisphere of the previous one (no sign flips).
-    np.negative(quat, out=quat, where=(quat * reference) @ _ONES41 < 0)
-    return RigPose(quat, world, axes[:, NUM_TWIST:2 * NUM_TWIST])
+        turned = (2 * perp[..., :, None] * perp[..., None, :] - _EYE) @ parent
+        swung[...] = np.where(opposite.reshape(n, NUM_TWIST, 3)[..., :1, None], turned, swung)
 
 
 def solve_sequence(joints: np.ndarray) -> np.ndarray:

@@ -13,15 +13,20 @@ body estimate nor moves the rotation state: its joints are passed through and it
 are the stream's previous ones (identity before any). A valid pose with a bone out of range
 (say a nose-to-head bone of 8 mm) stays out of the estimate but is still conformed.
 
-**Cost.** At batch 1 the stage's cost is the number of numpy calls (each about a microsecond
-on arrays this small), not their size; the stage makes about a hundred, ~0.1 ms on the
-2-core Xeon it was tuned on (``python -m poselift.bench.motion --time-only``; 4x less than
-the step-by-step version it replaced, kept in tests/motion_reference.py). In a live loop
-each call is about twice as dear as in a benchmark loop: the model step between two calls
-evicts the stage's code and data from the CPU caches (the bench's ``cold_*`` figures
-reproduce it by reading 4 MiB between calls). Run torch with one thread there (the apps'
-default): a second OpenMP thread spin-waits after each model step and, on a busy 2-core
-machine, the stage then loses whole scheduler slices (milliseconds) in some processes.
+**Cost.** At batch 1 the stage's cost is the number of numpy calls (each half a microsecond
+to a few on arrays this small), not their size: about 120 per pose, ~0.1 ms on the 2-core
+Xeon it was tuned on (``python -m poselift.bench.motion --time-only``, which times the
+:class:`~stream.motion_wire.MotionWire` call the live loop makes). So the arrays are flat
+rows (N, 3K) and every step is a gather, an elementwise operation on same-shaped rows or a
+product with a small constant matrix (see model/rig.py); broadcasts across dimensions,
+reductions over an axis, stacked 3x3 products and ``where=`` masks, which cost several
+times more, are kept off the steady path. The maths is the step-by-step version's, kept in
+tests/motion_reference.py and tested equal to 1e-12. In a live loop each call is about
+twice as dear as in a benchmark loop: the model step between two calls evicts the stage's
+code and data from the CPU caches (the bench's ``cold_*`` figures reproduce it by reading
+4 MiB between calls). Run torch with one thread there (the apps' default): a second OpenMP
+thread spin-waits after each model step and, on a busy 2-core machine, the stage then loses
+whole scheduler slices (milliseconds) in some processes.
 """
 
 from __future__ import annotations
@@ -104,22 +109,22 @@ class MotionStage:
         n = len(streams)
         if joints.shape != (n, 17, 3):
             raise ValueError(f"expected joints of shape ({n}, 17, 3), got {joints.shape}")
-        if len(set(streams)) != n:
+        if n > 1 and len(set(streams)) != n:
             raise ValueError("a batch holds at most one pose per stream")
-        known = self._slots.get
-        slots = np.array([known(s) if s in self._slots else self._slot(s) for s in streams], dtype=np.intp)
+        slots = np.array([self._slot(s) for s in streams], dtype=np.intp)
 
-        finite = np.isfinite(joints)
+        rows = joints.reshape(n, 51)  # flat rows: see model/rig.py, the solver
+        finite = np.isfinite(rows)
         if np.count_nonzero(finite) == finite.size:
-            clean = joints
+            clean = rows
             if valid is None:
                 candidates = np.empty(n, bool)
                 candidates.fill(True)  # np.ones: three times slower at this size
             else:
                 candidates = np.array(valid, dtype=bool)  # a copy: it is returned as the batch's valid
         else:
-            finite = finite.all(axis=(1, 2))
-            clean = np.where(finite[:, None, None], joints, 0.0)  # inf - inf would warn
+            finite = finite.all(axis=1)
+            clean = np.where(finite[:, None], rows, 0.0)  # inf - inf would warn
             candidates = finite if valid is None else finite & np.asarray(valid, dtype=bool)
         observed, vectors, norms = measure(clean)
         update = self.body.update_lengths(observed, usable_lengths(observed, candidates), slots)
@@ -134,19 +139,19 @@ class MotionStage:
             has_body = candidates & np.isfinite(lengths).all(axis=1)
         # Conform every valid, finite pose of a stream that has a body, also one that was kept
         # out of the estimate (a bone out of range): its other bones are still worth keeping.
-        consistent, bones = rebuild(clean[:, :1], vectors, norms, lengths)
+        consistent, bones = rebuild(clean, vectors, norms, lengths)
         solved_all = n > 0 and np.count_nonzero(has_body) == n
         if not solved_all:
-            consistent = np.where(has_body[:, None, None], consistent, joints)
-        rig = consistent * _CAMERA_TO_RIG
+            consistent = np.where(has_body[:, None], consistent, rows)
+        rig = consistent * _CAMERA_TO_RIG_JOINTS
         # The Hips' position: the pose's own pelvis (the lifter's is near, not at, the origin)
         # plus the trajectory's root, so forward kinematics from it gives rig + root back.
-        rig_root = rig[:, 0] if root is None else rig[:, 0] + camera_to_rig(root)
+        rig_root = rig[:, :3] if root is None else rig[:, :3] + camera_to_rig(root)
 
         offsets = None
         if solved_all:
             solved = solve_rotations_from(rig, self._twist.take(slots, axis=0), self._local.take(slots, axis=0),
-                                          None if bones is None else bones * _CAMERA_TO_RIG)
+                                          None if bones is None else bones * _CAMERA_TO_RIG_BONES)
             self._twist[slots] = solved.twist
             self._local[slots] = rotations = solved.local
         else:
@@ -155,16 +160,17 @@ class MotionStage:
             if np.count_nonzero(has_body):
                 use = slots[has_body]
                 solved = solve_rotations_from(rig[has_body], self._twist[use], rotations[has_body],
-                                              None if bones is None else bones[has_body] * _CAMERA_TO_RIG)
+                                              None if bones is None else bones[has_body] * _CAMERA_TO_RIG_BONES)
                 rotations[has_body] = solved.local
                 self._twist[use] = solved.twist
                 self._local[use] = solved.local
             offsets = rest_offsets_finite(np.where(np.isfinite(lengths), lengths, 0.0))
-        return MotionBatch(list(streams), consistent, rig, rig_root, rotations, lengths,
-                           rest_offsets_finite(lengths) if offsets is None else offsets, has_body, update.settled,
-                           update.changed)
+        return MotionBatch(list(streams), consistent.reshape(n, 17, 3), rig.reshape(n, 17, 3), rig_root, rotations,
+                           lengths, rest_offsets_finite(lengths) if offsets is None else offsets, has_body,
+                           update.settled, update.changed)
 
 
 _IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])[None].repeat(NUM_RIG, axis=0)  # (19, 4)
-_CAMERA_TO_RIG = camera_to_rig(np.ones(3))
+_CAMERA_TO_RIG_JOINTS = np.tile(camera_to_rig(np.ones(3)), (1, 17))  # flat rows of joints (N, 51)
+_CAMERA_TO_RIG_BONES = _CAMERA_TO_RIG_JOINTS[:, :3 * NUM_BONES]  # ... and of bones (N, 48)
 assert NUM_BONES == 16

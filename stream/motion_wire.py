@@ -76,24 +76,27 @@ class MotionWire:
         self.stage.reset(stream)
 
     def _process(self, poses: list[PoseOut]) -> None:
+        epoch = self._epoch
         for p in poses:
-            if self._epoch.get(p.stream, p.epoch) != p.epoch:
+            if epoch.get(p.stream, p.epoch) != p.epoch:
                 self.forget(p.stream)
-            self._epoch[p.stream] = p.epoch
-        joints = np.stack([p.joints for p in poses])
+            epoch[p.stream] = p.epoch
+        # One pose (a single stream): a view, not a stack (which costs more than the view's use).
+        joints = poses[0].joints[None] if len(poses) == 1 else np.stack([p.joints for p in poses])
         roots = None
         if any(p.root is not None for p in poses):
             roots = np.stack([np.zeros(3) if p.root is None or not np.isfinite(p.root).all() else p.root
                               for p in poses])
-        out = self.stage.process([p.stream for p in poses], joints, np.array([p.valid for p in poses]), roots)
+        out = self.stage.process([p.stream for p in poses], joints, [p.valid for p in poses], roots)
         consistent = out.joints.astype(np.float32)
+        changed = out.skeleton_changed.tolist()
+        valid, settled = out.valid.tolist(), out.settled.tolist()
         for i, p in enumerate(poses):
             reason = None
-            if out.skeleton_changed[i]:
+            if changed[i]:
                 reason = "changed" if p.stream in self._announced else "settled"
                 self._announced.add(p.stream)
             p.extras["joints_raw"] = p.joints
             p.joints = consistent[i]
             p.extras["motion"] = MotionFrame(out.rotations[i], out.root[i], out.offsets[i], out.lengths[i],
-                                             bool(out.valid[i]), bool(out.settled[i]),
-                                             bool(out.skeleton_changed[i]), reason)
+                                             valid[i], settled[i], changed[i], reason)

@@ -12,7 +12,9 @@ from scipy.spatial.transform import Rotation
 from poselift.model import rig
 from poselift.model.body import BodyEstimator, conform, measure, rebuild
 from poselift.model.rig import camera_to_rig, forward_kinematics, rest_offsets, solve_rotations, solve_sequence
+from poselift.stream.engine import PoseOut
 from poselift.stream.motion import MotionStage
+from poselift.stream.motion_wire import MotionWire
 from tests import motion_reference as ref
 from tests.motion_helpers import demo_lengths, demo_poses, scaled_noisy
 
@@ -113,15 +115,15 @@ def test_measure_and_rebuild_equal_conform():
     poses = np.concatenate([demo_poses(), rng.normal(0, 0.4, (200, 17, 3))])
     lengths = np.abs(rng.normal(0.3, 0.1, (len(poses), 16))) + 0.01
     _, vectors, norms = measure(poses)
-    joints, unit = rebuild(poses[:, :1], vectors, norms, lengths)
-    np.testing.assert_allclose(joints, ref.conform(poses, lengths), rtol=0, atol=1e-14)
+    joints, unit = rebuild(poses.reshape(-1, 51), vectors, norms, lengths)
+    np.testing.assert_allclose(joints.reshape(-1, 17, 3), ref.conform(poses, lengths), rtol=0, atol=1e-14)
     np.testing.assert_allclose(conform(poses, lengths), ref.conform(poses, lengths), rtol=0, atol=0)
-    np.testing.assert_allclose(np.linalg.norm(unit, axis=-1), 1.0, atol=1e-15)
+    np.testing.assert_allclose(np.linalg.norm(unit.reshape(-1, 16, 3), axis=-1), 1.0, atol=1e-15)
     poses[0, 5] = poses[0, 4]  # a bone of no length stays as it is, no directions returned
     _, vectors, norms = measure(poses[:1])
-    joints, unit = rebuild(poses[:1, :1], vectors, norms, lengths[:1])
+    joints, unit = rebuild(poses[:1].reshape(1, 51), vectors, norms, lengths[:1])
     assert unit is None
-    np.testing.assert_allclose(joints, ref.conform(poses[:1], lengths[:1]), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(joints.reshape(1, 17, 3), ref.conform(poses[:1], lengths[:1]), rtol=0, atol=1e-14)
 
 
 def _degenerate_poses() -> np.ndarray:
@@ -181,3 +183,80 @@ def test_an_empty_batch_gives_empty_outputs():
     for f in FIELDS + FLAGS:
         assert getattr(a, f).shape == getattr(b, f).shape, f
     assert solve_rotations(np.zeros((0, 17, 3))).local.shape == (0, rig.NUM_RIG, 4)
+
+
+def _rounds(frames: int = 260, seed: int = 8):
+    """Rounds as the loop hands them to MotionWire at one or two streams: one pose (the
+    wire's view path), two streams, two poses of one stream (a flushed tail and the next
+    frame: two layers), invalid poses, a root on some, epochs that change (resets)."""
+    rng = np.random.default_rng(seed)
+    base = _turning(scaled_noisy(np.concatenate([demo_poses()] * 2), 0.95, 0.08, seed), seed)
+    epoch = {"a": 1, "b": 1}
+    for t in range(frames):
+        if t % 90 == 70:
+            epoch["a"] += 1
+        kind = t % 5
+        names = ["a"] if kind < 2 else ["a", "b"] if kind < 4 else ["b", "b"]
+        round_ = []
+        for i, name in enumerate(names):
+            joints = (base[(t + 31 * (name == "b") + i) % len(base)] + rng.normal(0, 0.01, (17, 3))).astype(np.float32)
+            root = rng.normal(0, 3, 3) if t % 3 == 0 else None
+            round_.append(PoseOut(name, t, 0.0, 0.0, joints, bool(rng.random() > 0.08), False, [], root=root,
+                                  epoch=epoch[name]))
+        yield round_
+
+
+@pytest.mark.parametrize("options", [{}, {"warmup": 5}])
+def test_wire_equals_the_reference_stage_at_one_and_two_streams(options):
+    """MotionWire (one pose: a view, not a stack) gives per pose what the reference stage gave
+    for the same layers, through warm-up, settling and resets."""
+    wire, old = MotionWire(None, **options), ref.ReferenceMotionStage(**options)
+    epochs: dict[str, int] = {}
+    for t, round_ in enumerate(_rounds()):
+        raw = [p.joints.copy() for p in round_]
+        wire(round_)
+        layers: list[list[int]] = [[]]
+        for i, p in enumerate(round_):
+            if any(round_[j].stream == p.stream for j in layers[-1]):
+                layers.append([])
+            layers[-1].append(i)
+        for layer in layers:
+            for i in layer:
+                p = round_[i]
+                if epochs.get(p.stream, p.epoch) != p.epoch:
+                    old.reset(p.stream)
+                epochs[p.stream] = p.epoch
+            roots = None
+            if any(round_[i].root is not None for i in layer):
+                roots = np.stack([np.zeros(3) if round_[i].root is None else round_[i].root for i in layer])
+            b = old.process([round_[i].stream for i in layer], np.stack([raw[i] for i in layer]).astype(np.float64),
+                            np.array([round_[i].valid for i in layer]), roots)
+            for k, i in enumerate(layer):
+                p, m = round_[i], round_[i].extras["motion"]
+                np.testing.assert_array_equal(p.extras["joints_raw"], raw[i])
+                np.testing.assert_allclose(p.joints, b.joints[k].astype(np.float32), rtol=0, atol=1e-6, err_msg=f"{t}")
+                for a, e in ((m.rotations, b.rotations[k]), (m.hips, b.root[k]), (m.offsets, b.offsets[k]),
+                             (m.lengths, b.lengths[k])):
+                    np.testing.assert_allclose(a, e, rtol=0, atol=1e-12, err_msg=f"round {t}")
+                assert (m.valid, m.settled, m.skeleton_changed) == (b.valid[k], b.settled[k], b.skeleton_changed[k])
+
+
+def test_a_batch_of_streams_equals_each_stream_alone():
+    """The stage is vectorised across streams: one call for all of them gives, per stream, what
+    a stage of its own gives one pose at a time (constant rows, gathers and products of the
+    batch-1 path broadcast over the batch), through warm-up, invalid and non-finite poses,
+    a bone out of range and resets."""
+    together, alone = MotionStage(warmup=12), {}
+    for t, (names, joints, valid, root, reset) in enumerate(_live_like(num_streams=5, frames=260, seed=9)):
+        if reset:
+            together.reset(reset)
+            alone.pop(reset, None)
+        batch = together.process(names, joints, valid, root)
+        for i, name in enumerate(names):
+            one = alone.setdefault(name, MotionStage(warmup=12)).process(
+                [name], joints[i:i + 1], valid[i:i + 1], None if root is None else root[i:i + 1])
+            for f in FLAGS:
+                assert getattr(batch, f)[i] == getattr(one, f)[0], f"{f} of {name} at {t}"
+            for f in FIELDS:
+                np.testing.assert_allclose(getattr(batch, f)[i], getattr(one, f)[0], rtol=0, atol=1e-12,
+                                           err_msg=f"{f} of {name} at {t}")
