@@ -144,6 +144,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-streams", type=int, default=16, help="stream slots (default 16)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="stop after publishing N poses")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="lift in N stream-sharded processes behind the same two addresses (default 1: one "
+                        "process); helps when one process is CPU-bound: one worker per free core "
+                        "(docs/protocol.md, Sharded mode)")
     _allow_remote_option(p)
     p.add_argument("--curve-secret-key", default=None, metavar="FILE",
                    help="encrypt and authenticate with ZeroMQ CURVE: this server's NAME.key_secret from "
@@ -157,7 +161,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         input=a.input, publish=a.publish, checkpoint=a.checkpoint, lossless=a.lossless, device=a.device,
         precision=a.precision, max_streams=a.max_streams, single_frame=a.single_frame, max_frames=a.frames,
         duration=a.duration, threads=a.threads, allow_remote=a.allow_remote,
-        curve_secret_key=a.curve_secret_key, curve_clients=a.curve_clients, raw=a.raw, vmc=a.vmc, **_temporal_kwargs(a)))
+        curve_secret_key=a.curve_secret_key, curve_clients=a.curve_clients, raw=a.raw, vmc=a.vmc, workers=a.workers, **_temporal_kwargs(a)))
 
     p = subparsers.add_parser(
         "video", help="lift a whole video offline to an npz (and optionally render it)",
