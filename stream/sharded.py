@@ -271,6 +271,7 @@ class ShardedServer:
         self._stopping = False
         self._deadline: float | None = None
         self._next_check = 0.0
+        self._linger_until = float("inf")  # set when the tail is forwarded (shutdown)
         self.routed = [0] * workers
         self.model = ""
         self.final: list[dict[str, Any]] = []
@@ -497,7 +498,7 @@ class ShardedServer:
         if self._collector is None or (self._proxy is not None and self._proxy.is_alive()):
             return
         out = self.publisher.sock
-        deadline = time.monotonic() + PUSH_LINGER_MS / 1000
+        deadline = self._linger_until = time.monotonic() + PUSH_LINGER_MS / 1000
         while self._collector.poll(0):
             parts = self._collector.recv_multipart()
             while True:
@@ -521,8 +522,7 @@ class ShardedServer:
                 if sock is not None:
                     sock.close()
             if self.publisher is not None:
-                if not linger:
-                    self.publisher.sock.setsockopt(zmq.LINGER, 0)
+                self.publisher.sock.setsockopt(zmq.LINGER, self._linger_left_ms(linger))
                 self.publisher.close()
             if self._auth is not None:
                 self._auth.stop()
@@ -532,6 +532,16 @@ class ShardedServer:
             conn.close()
         self._conns = []
         shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _linger_left_ms(self, linger: bool) -> int:
+        """The user's output socket lingers on its tail at most once in all, as one
+        server's does: the wait in :meth:`_forward_tail` counts against it."""
+        full = self.publisher.sock.getsockopt(zmq.LINGER)
+        if not linger:
+            return 0
+        if self._linger_until == float("inf"):
+            return full
+        return min(full, int(max(0.0, self._linger_until - time.monotonic()) * 1000))
 
     def __enter__(self) -> "ShardedServer":
         return self
