@@ -450,8 +450,10 @@ def compare_plot(r: dict, path: str | Path) -> str:
     a1.set_ylabel("sustained lossless frames/s")
     a2.set_yscale("log")
     a2.set_ylabel("send-to-receive latency (ms)")
+    ns = [int(n) for n in next(iter(r["by_workers"].values()))["curve"]]
     for ax in (a1, a2):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(ns, [str(n) for n in ns])
         ax.set_xlabel("streams")
         ax.legend(fontsize=7)
     first = next(iter(r["by_workers"].values()))

@@ -323,13 +323,16 @@ class ShardedServer:
                     except EOFError:
                         answer = None
                     if not answer or answer[0] != "ready":
-                        detail = answer[1] if answer else f"exited with code {self._procs[i].join(5) or self._procs[i].exitcode}"
-                        raise WorkerError(f"worker {i} failed to start: {detail}")
+                        raise WorkerError(f"worker {i} failed to start: {answer[1] if answer else self._exit(i)}")
                     self.model = answer[1]
                     del waiting[i]
                 elif self._procs[i].sentinel in ready:
-                    self._procs[i].join(5)
-                    raise WorkerError(f"worker {i} failed to start: exited with code {self._procs[i].exitcode}")
+                    raise WorkerError(f"worker {i} failed to start: {self._exit(i)}")
+
+    def _exit(self, index: int) -> str:
+        """How worker ``index`` ended, once it has."""
+        self._procs[index].join(5)
+        return f"exited with code {self._procs[index].exitcode}"
 
     def _connect(self, specs: list[WorkerSpec]) -> None:
         """Route sockets to each worker's input, one collector of their output, the proxy."""

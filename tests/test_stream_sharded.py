@@ -249,6 +249,47 @@ def test_live_mode_routes_and_publishes(checkpoint):
     assert counters["workers"] == WORKERS and counters["published"] == 60
 
 
+def test_curve_keys_and_the_client_list_hold_at_the_front(tmp_path, checkpoint):
+    from poselift.stream.client import KeypointSender, PoseReceiver
+    from poselift.stream.transport import generate_keys
+
+    _, server_secret = generate_keys(str(tmp_path / "server"), "server")
+    server_public = str(tmp_path / "server" / "server.key")
+    _, ok_secret = generate_keys(str(tmp_path / "clients"), "robot")
+    server = ShardedServer(WORKERS, LOOPBACK_ANY, LOOPBACK_ANY, lossless=True, status_interval_s=0,
+                           options=_options(checkpoint), curve_secret_key=server_secret,
+                           curve_clients=str(tmp_path / "clients"))
+    runner = ServerThread(server)
+    ctx = zmq.Context()
+    keys = dict(lossless=True, context=ctx, curve_server_key=server_public, curve_secret_key=ok_secret)
+    rx, tx = PoseReceiver(server.publish_endpoint, **keys), KeypointSender(server.input_endpoint, **keys)
+    plain_tx = KeypointSender(server.input_endpoint, lossless=True, context=ctx)
+    kp = project(synthetic_poses(10))
+    poses = []
+    try:
+        for t in range(10):
+            try:
+                plain_tx.sock.send(encode_input("plain", t, kp[t], width=WIDTH, height=HEIGHT), zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+            for stream in ("c0", "c1", "c2"):
+                tx.send(stream, t, kp[t], width=WIDTH, height=HEIGHT)
+        t_end = time.monotonic() + 30
+        while len(poses) < 30 and time.monotonic() < t_end:
+            m = rx.recv(200)
+            if m is not None and m["type"] == "pose3d":
+                poses.append(m)
+    finally:
+        server.stop()
+        runner.thread.join(30)
+        for c in (rx, tx, plain_tx):
+            c.sock.close(0)
+        server.close()
+        ctx.term()
+    assert len(poses) == 30 and {p["stream"] for p in poses} == {"c0", "c1", "c2"}
+    assert server.final and sum(c["received"] for c in server.final) == 30  # nothing from the plain sender
+
+
 # ------------------------------------------------------------------------ the process
 def _serve(checkpoint, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
