@@ -180,6 +180,46 @@ def test_lossless_nothing_lost_when_the_consumer_comes_late(sharded):
     assert {s: [p["frame"] for p in by_stream.get(s, [])] for s in streams} == {s: list(range(frames)) for s in streams}
 
 
+@pytest.mark.slow  # about 30 s here: some 30,000 queued frames are lifted before it ends
+def test_lossless_backpressure_reaches_the_sender_and_nothing_is_lost(sharded):
+    """No consumer: the workers' output fills, they stop reading, the front's queues fill, it
+    stops reading, and the sender blocks after a bounded number of messages (every queue has
+    a high-water mark). Then a consumer gets every pose."""
+    streams = [f"bp{i}" for i in range(8)]
+    one = _clip_messages(streams, 1)[:len(streams)]
+    ctx = zmq.Context.instance()
+    tx = push(sharded.input_endpoint, ctx, hwm=100)
+    sent, frame, blocked_for = 0, 0, 0.0
+    t_end = time.monotonic() + 60
+    while time.monotonic() < t_end and blocked_for < 1.0:
+        m = msgpack.unpackb(one[sent % len(streams)])
+        m["frame"] = sent // len(streams)
+        try:
+            tx.send(msgpack.packb(m), zmq.NOBLOCK)
+            sent, blocked_for = sent + 1, 0.0
+        except zmq.Again:
+            time.sleep(0.05)
+            blocked_for += 0.05
+    assert blocked_for >= 1.0, "the sender never blocked"
+    assert sent < 200_000  # bounded: the sum of the high-water marks, not the input
+    for s in streams:
+        tx.send(encode_end(s))
+    rx = pull(sharded.publish_endpoint, ctx)
+    poses = 0
+    ends = 0
+    t_end = time.monotonic() + 120
+    try:
+        while time.monotonic() < t_end and ends < len(streams):
+            if rx.poll(200):
+                m = msgpack.unpackb(rx.recv_multipart()[-1], raw=False)
+                poses += m["type"] == "pose3d"
+                ends += m["type"] == "status" and m["event"] == "end" and m["stream"] in streams
+    finally:
+        tx.close()
+        rx.close()
+    assert poses == sent
+
+
 def test_end_flushes_and_reports_from_the_owner(sharded):
     got = _exchange(sharded, _clip_messages(["endA", "endB"], 5) + [encode_end("never-seen")], until=_ends(3))
     ends = {m["stream"]: m for m in got if m["type"] == "status" and m["event"] == "end"}
