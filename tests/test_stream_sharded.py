@@ -233,8 +233,9 @@ def test_a_crafted_message_is_lifted_by_its_real_streams_worker(sharded):
     real = "craft-real"
     decoy = next(f"craft-decoy{i}" for i in range(100) if owner(f"craft-decoy{i}", WORKERS) != owner(real, WORKERS))
     good = msgpack.unpackb(encode_input(real, 0, project(synthetic_poses(1))[0], width=WIDTH, height=HEIGHT, t=0.0))
-    crafted = msgpack.packb({"note": "stream", "xstream": decoy, "nested": {"stream": decoy}, **good})
-    assert decoy.encode() in crafted
+    # the first bytes "stream" are followed by the decoy's name; then a nested map's "stream"
+    crafted = msgpack.packb({"xstream": decoy, "note": "stream", "nested": {"stream": decoy}, **good})
+    assert crafted.index(b"stream") < crafted.index(decoy.encode()) < crafted.index(real.encode())
     got = _exchange(sharded, [crafted, encode_end(real)], until=_ends(1))
     end = next(m for m in got if m["type"] == "status" and m["event"] == "end")
     # the frame reached the worker that the plain `end` reached: it holds the stream
