@@ -338,6 +338,30 @@ def load_curve(stream_counts: Sequence[int] = (1, 8, 64, 256), *, duration_s: fl
     return out
 
 
+def overload_capacity(stream_counts: Sequence[int] = (64, 256), workers: Sequence[int] = (1, 2), *,
+                      rate: float = 12000.0, duration_s: float = 3.0, repeats: int = 2, log=print) -> list[dict]:
+    """How many poses per second each ``--workers`` value delivers when offered more than it
+    can take (lossless, so nothing is lost: the backlog is lifted at full speed). The values
+    are interleaved, run after run, so that a neighbour's load hits them alike; this is less
+    noisy than the sustained-rate search of :func:`load_curve`."""
+    rows = []
+    for _ in range(repeats):
+        for n in stream_counts:
+            msgs = messages(n)
+            for w in workers:
+                server = ServeProcess(max(n, 8), workers=w)
+                try:
+                    run_at_rate(server, rate / 4, n, 1.0, msgs)  # warm-up: every stream past its first frames
+                    r = run_at_rate(server, rate, n, duration_s, msgs)
+                finally:
+                    server.close()
+                row = {"streams": n, "workers": w, "offered_fps": rate, "delivered_fps": r["achieved_fps"],
+                       "lost": r["lost"], "load_average_1min": os.getloadavg()[0]}
+                rows.append(row)
+                log(f"[capacity] {n} streams, {w} worker(s): {row['delivered_fps']:,.0f} poses/s, lost {row['lost']}")
+    return rows
+
+
 def markdown(r: dict) -> str:
     from .report import hardware_line
 
@@ -426,6 +450,18 @@ def compare_markdown(r: dict) -> str:
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     lines.append("| light load 8 x 30 fps, p50 / p99 ms | " + " | ".join(
         f"{runs[w]['light_load']['p50_ms']:.2f} / {runs[w]['light_load']['p99_ms']:.2f}" for w in ws) + " |")
+    if r.get("overload_capacity"):
+        lines += ["", "## Delivered rate when overloaded (interleaved runs)", "",
+                  "Each server is offered more than it can take (lossless: the backlog is lifted at full speed, "
+                  "nothing is dropped) and the rate of poses coming back is measured; the worker counts run "
+                  "alternately (`overload_capacity`), so that the neighbours' load hits them alike.", "",
+                  "| streams | workers | offered fps | delivered poses/s | load average (1 min) |",
+                  "|---:|---:|---:|---:|---:|"]
+        for row in r["overload_capacity"]:
+            lines.append(f"| {row['streams']} | {row['workers']} | {row['offered_fps']:,.0f} | "
+                         f"{row['delivered_fps']:,.0f} | {row['load_average_1min']:.1f} |")
+    if r.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in r["notes"]]
     for w in ws:
         lines += ["", markdown(runs[w]).replace("# poselift serve: load curve", f"## {w} worker(s): load curve", 1)]
     return "\n".join(lines) + "\n"
