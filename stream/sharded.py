@@ -272,7 +272,6 @@ class ShardedServer:
         self._deadline: float | None = None
         self._next_check = 0.0
         self._linger_until = float("inf")  # set when the tail is forwarded (shutdown)
-        self.routed = [0] * workers
         self.model = ""
         self.final: list[dict[str, Any]] = []
         self.latencies_ms = np.zeros(0, np.float32)
@@ -400,12 +399,10 @@ class ShardedServer:
         sock = self._routes[index]
         if not self.lossless:
             sock.send_multipart(parts, zmq.NOBLOCK)
-            self.routed[index] += 1
             return
         while True:
             try:
                 sock.send_multipart(parts, zmq.NOBLOCK)
-                self.routed[index] += 1
                 return
             except zmq.Again:
                 if self._should_stop():
