@@ -133,6 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "consumers). --lossless: input PULL, output PUSH (never drops; exactly one pose per "
                     "accepted frame). Addresses bind to 127.0.0.1 unless given otherwise.",
         epilog=f"examples:\n  poselift serve\n  poselift serve --input {DEFAULT_INPUT} --publish {DEFAULT_PUBLISH} --lossless\n"
+               f"  poselift serve --lossless --workers 2   # two lifting processes, one pair of addresses\n"
                f"  poselift listen {DEFAULT_PUBLISH}",
         formatter_class=_FMT)
     p.add_argument("--input", default=DEFAULT_INPUT, metavar="ADDR", help=f"2D input address to bind (default {DEFAULT_INPUT})")

@@ -67,6 +67,17 @@ def test_merge_counters_adds_workers_up():
     assert m["rejected"] == {"bad_type": 3, "not_a_map": 1} and m["workers"] == 2 and m["per_worker"] == [a, b]
 
 
+def test_options_that_count_or_drive_one_process_are_refused_with_workers():
+    from poselift.errors import UserError
+    from poselift.stream.sharded import run_sharded
+
+    for kwargs, words in (({"max_frames": 5}, "--frames"), ({"options": {"vmc": "127.0.0.1:39539"}}, "--vmc")):
+        with pytest.raises(UserError, match=words):
+            run_sharded(2, input=LOOPBACK_ANY, publish=LOOPBACK_ANY, **{"options": {}, **kwargs})
+    with pytest.raises(UserError, match="at least 1"):
+        run_sharded(0, input=LOOPBACK_ANY, publish=LOOPBACK_ANY, options={})
+
+
 # ---------------------------------------------------------------------- shared servers
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
