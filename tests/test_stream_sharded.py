@@ -127,7 +127,7 @@ def _exchange(server, messages: list[bytes], *, until, timeout: float = 60.0, la
     rx = None if late_consumer else pull(server.publish_endpoint, ctx)
     time.sleep(0.2)
     for m in messages:
-        tx.send(m)
+        tx.send_multipart(m) if isinstance(m, list) else tx.send(m)
     if rx is None:
         time.sleep(late_consumer)
         rx = pull(server.publish_endpoint, ctx)
@@ -232,7 +232,9 @@ def test_lossless_backpressure_reaches_the_sender_and_nothing_is_lost(sharded):
 
 
 def test_end_flushes_and_reports_from_the_owner(sharded):
-    got = _exchange(sharded, _clip_messages(["endA", "endB"], 5) + [encode_end("never-seen")], until=_ends(3))
+    msgs = _clip_messages(["endA", "endB"], 5) + [encode_end("never-seen")]
+    msgs[0] = [b"a leading frame", msgs[0]]  # multipart input: the last frame is the map, as for one server
+    got = _exchange(sharded, msgs, until=_ends(3))
     ends = {m["stream"]: m for m in got if m["type"] == "status" and m["event"] == "end"}
     assert ends["endA"]["reason"] == ends["endB"]["reason"] == "ended"
     assert ends["never-seen"]["reason"] == "unknown_stream"
