@@ -225,17 +225,22 @@ def _bind_input(context: zmq.Context, addr: str, *, lossless: bool, allow_remote
     return sock, auth
 
 
-def merge_counters(per_worker: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The workers' final counters added up (``rejected`` by reason), with ``workers`` (N)
-    and each worker's own under ``per_worker``."""
-    total: dict[str, Any] = {}
+SUMMED_COUNTERS = ("received", "accepted", "published", "rejected_total", "resets", "ended", "undelivered", "streams")
+
+
+def merge_counters(per_worker: Sequence[dict[str, Any]], workers: int | None = None) -> dict[str, Any]:
+    """The workers' final counters added up (``rejected`` by reason; every count of
+    ``PoseServer.counters`` is there, 0 when no worker reported), with ``workers`` (N, by
+    default the number of reports) and each worker's own under ``per_worker``."""
+    total: dict[str, Any] = dict.fromkeys(SUMMED_COUNTERS, 0)
     rejected: Counter[str] = Counter()
     for c in per_worker:
         rejected.update(c.get("rejected") or {})
         for key, value in c.items():
             if key not in ("worker", "workers", "rejected") and isinstance(value, (int, float)):
                 total[key] = total.get(key, 0) + value
-    return {**total, "rejected": dict(rejected), "workers": len(per_worker), "per_worker": list(per_worker)}
+    return {**total, "rejected": dict(rejected), "workers": len(per_worker) if workers is None else workers,
+            "per_worker": list(per_worker)}
 
 
 class ShardedServer:
@@ -445,7 +450,7 @@ class ShardedServer:
         return the merged counters (:func:`merge_counters`). Workers still running after
         ``timeout_s`` are killed."""
         if self._stopping:
-            return merge_counters(self.final)
+            return merge_counters(self.final, self.workers)
         self._stopping = True
         self._stop.set()
         for conn in self._conns:
@@ -458,7 +463,7 @@ class ShardedServer:
         self._kill_workers(join_s=1.0)
         self._stop_proxy()
         self._forward_tail()
-        return merge_counters(self.final)
+        return merge_counters(self.final, self.workers)
 
     def _collect_final(self, deadline: float) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
         """Each worker's ``("done", counters, latencies)``, until it exits or ``deadline``."""
@@ -582,7 +587,7 @@ def run_sharded(workers: int, *, input: str, publish: str, lossless: bool = Fals
             counters = server.serve_forever(duration_s=duration)
         except KeyboardInterrupt:  # a second signal: do not wait for the workers
             forced = True
-            counters = merge_counters(server.final)
+            counters = merge_counters(server.final, workers)
         finally:
             server.close(linger=not forced)
     return print_serve_summary(counters, server.latencies_ms.tolist(), stopped_by)

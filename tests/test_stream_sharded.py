@@ -65,6 +65,8 @@ def test_merge_counters_adds_workers_up():
     m = merge_counters([a, b])
     assert m["received"] == 7 and m["published"] == 6 and m["rejected_total"] == 4
     assert m["rejected"] == {"bad_type": 3, "not_a_map": 1} and m["workers"] == 2 and m["per_worker"] == [a, b]
+    none = merge_counters([], workers=2)  # a forced stop before any worker reported
+    assert none["received"] == none["published"] == 0 and none["workers"] == 2 and none["per_worker"] == []
 
 
 def test_options_that_count_or_drive_one_process_are_refused_with_workers():
@@ -411,6 +413,45 @@ def test_sigterm_flushes_reports_and_leaves_no_worker(checkpoint):
     assert sorted(c["worker"] for c in finals) == list(range(WORKERS)) and sum(c["published"] for c in finals) == 120
     assert "stopped by SIGTERM" in out_text and "received 120, published 120" in out_text
     assert all(_gone(pid, 5) for pid in pids)
+
+
+def test_a_second_signal_stops_at_once_with_a_stalled_lossless_consumer(checkpoint):
+    proc = _serve(checkpoint, "--lossless")
+    try:
+        pids, inp, out = _started(proc)
+        ctx = zmq.Context.instance()
+        rx = ctx.socket(zmq.PULL)  # connected, never reads: the workers' output backs up
+        rx.setsockopt(zmq.RCVHWM, 1)
+        rx.setsockopt(zmq.LINGER, 0)
+        rx.connect(out)
+        tx = push(inp, ctx)
+        tx.setsockopt(zmq.LINGER, 0)
+        msgs = _clip_messages([f"stall{i}" for i in range(8)], 1)[:8]
+        t_end = time.monotonic() + 4
+        frame = 0
+        while time.monotonic() < t_end:
+            for m in msgs:
+                d = msgpack.unpackb(m)
+                d["frame"] = frame
+                try:
+                    tx.send(msgpack.packb(d), zmq.NOBLOCK)
+                except zmq.Again:
+                    time.sleep(0.01)
+            frame += 1
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out_text, err = proc.communicate(timeout=30)
+        waited = time.monotonic() - t0
+        tx.close()
+        rx.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped by SIGTERM (forced: pending poses not flushed)" in out_text and "final counters:" in out_text
+    assert waited < 5 and all(_gone(pid, 5) for pid in pids)
 
 
 def test_a_dead_worker_stops_the_server_with_one_line(checkpoint):
