@@ -136,7 +136,7 @@ class ServeProcess:
             self.conn.send("stop")
         except OSError:
             pass
-        self.proc.join(5)  # lossless PUSH lingers on unsent poses; nothing is left to wait for
+        self.proc.join(5)  # nothing is left for PUSH to linger on; a sharded front also ends its workers
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join(5)

@@ -346,6 +346,20 @@ def test_curve_keys_and_the_client_list_hold_at_the_front(tmp_path, checkpoint):
     assert server.final and sum(c["received"] for c in server.final) == 30  # nothing from the plain sender
 
 
+def test_the_load_bench_measures_the_sharded_server():
+    """``poselift bench --load-curve --workers 2`` runs the front as ServeProcess runs one server."""
+    from poselift.bench import load
+
+    server = load.ServeProcess(4, workers=WORKERS)
+    try:
+        assert f"{WORKERS} workers" in server.label
+        r = load.run_at_rate(server, 200.0, 4, 1.0, load.messages(4, frames=20), warmup_s=0.2)
+    finally:
+        server.close()
+    assert r["sent"] == r["received"] == 200 and r["lost"] == 0 and r["latency_samples"] > 0
+    assert not server.proc.is_alive()
+
+
 # ------------------------------------------------------------------------ the process
 def _serve(checkpoint, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
