@@ -450,16 +450,20 @@ def compare_markdown(r: dict) -> str:
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     lines.append("| light load 8 x 30 fps, p50 / p99 ms | " + " | ".join(
         f"{runs[w]['light_load']['p50_ms']:.2f} / {runs[w]['light_load']['p99_ms']:.2f}" for w in ws) + " |")
-    if r.get("overload_capacity"):
-        lines += ["", "## Delivered rate when overloaded (interleaved runs)", "",
+    for run in r.get("overload_capacity") or []:
+        lines += ["", f"## Delivered rate when overloaded: {run['title']}", "",
                   "Each server is offered more than it can take (lossless: the backlog is lifted at full speed, "
                   "nothing is dropped) and the rate of poses coming back is measured; the worker counts run "
-                  "alternately (`overload_capacity`), so that the neighbours' load hits them alike.", "",
-                  "| streams | workers | offered fps | delivered poses/s | load average (1 min) |",
+                  "alternately (`bench.load.overload_capacity`), so that the neighbours' load hits them alike.", "",
+                  "| streams | workers | delivered poses/s, each run | median | load average (1 min) |",
                   "|---:|---:|---:|---:|---:|"]
-        for row in r["overload_capacity"]:
-            lines.append(f"| {row['streams']} | {row['workers']} | {row['offered_fps']:,.0f} | "
-                         f"{row['delivered_fps']:,.0f} | {row['load_average_1min']:.1f} |")
+        keys = sorted({(row["streams"], row["workers"]) for row in run["rows"]})
+        for n, w in keys:
+            rows = [row for row in run["rows"] if (row["streams"], row["workers"]) == (n, w)]
+            rates = [row["delivered_fps"] for row in rows]
+            loads = ", ".join(f"{row['load_average_1min']:.1f}" for row in rows)
+            lines.append(f"| {n} | {w} | {', '.join(f'{x:,.0f}' for x in rates)} | {float(np.median(rates)):,.0f} | "
+                         f"{loads} |")
     if r.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {note}" for note in r["notes"]]
     for w in ws:
