@@ -16,6 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "ZeroMQ end to end and the webcam pipeline. Writes a Markdown table and PNG plots."),
         epilog="example: poselift bench --json bench/results/cpu.json --out-dir bench/results\n"
                "         poselift bench --load-curve --json bench/results/load_curve.json --drains 16,64,256,1024\n"
+               "         poselift bench --load-curve --workers 1,2 --json bench/results/load_curve_workers2.json\n"
                "         poselift bench --quick           # under a minute, for CI",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -37,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=3.0, metavar="S",
                    help="with --load-curve: seconds per paced run (default 3)")
     p.add_argument("--threads", type=int, default=1, help="with --load-curve: torch threads in the server (default 1, as serve)")
+    p.add_argument("--workers", default="1", metavar="N,N,...",
+                   help="with --load-curve: measure serve --workers N (default 1: one server process); several "
+                        "values, e.g. 1,2: one curve each, reported side by side")
     p.add_argument("--drains", default="", metavar="N,N,...",
                    help="with --load-curve: also compare these drain bounds (PoseServer max_drain) at the largest stream count")
     p.set_defaults(func=run)
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         from .load import main as load_main
 
         load_main(args.json, args.out_dir, _counts(args.streams, "--streams"), args.duration, args.threads,
-                  _counts(args.drains, "--drains"))
+                  _counts(args.drains, "--drains"), _counts(args.workers, "--workers"))
         return 0
     import sys
     from pathlib import Path

@@ -82,17 +82,47 @@ def _server_main(conn, max_streams: int, threads: int, max_drain: int | None, as
         server.close()
 
 
+def _sharded_main(conn, workers: int, max_streams: int, threads: int, precision: str, device: str) -> None:
+    """``serve --lossless --workers N`` (stream/sharded.py): the front here, N workers spawned
+    by it, each with what ``poselift serve`` builds (:func:`poselift.stream.apps.serve_parts`)."""
+    from poselift.openmp import prefer_passive_waiting
+
+    prefer_passive_waiting()  # inherited by the workers, which also set it before torch loads
+    try:
+        from poselift.stream.sharded import ShardedServer
+
+        server = ShardedServer(workers, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", lossless=True, status_interval_s=0,
+                               options=dict(device=device, precision=precision, max_streams=max_streams,
+                                            threads=threads))
+    except Exception as exc:  # reported to the parent, which raises it
+        conn.send(("error", f"{type(exc).__name__}: {exc}", ""))
+        return
+    conn.send((server.input_endpoint, server.publish_endpoint, f"{server.model}; {workers} workers"))
+    try:
+        while not conn.poll():
+            server.poll_once(20)
+    finally:
+        server.close(linger=False)  # the bench has read every pose: end the workers at once
+
+
 class ServeProcess:
     """``serve --lossless`` in a spawned process: as ``poselift serve`` runs it (``as_serve``:
     the shipped causal model with its trajectory model and serve's stages), or the pose
     model alone without stages (the full bench's ZeroMQ section)."""
 
     def __init__(self, max_streams: int, threads: int = 1, max_drain: int | None = None, *, as_serve: bool = True,
-                 precision: str = "fp32", device: str = "cpu") -> None:
+                 precision: str = "fp32", device: str = "cpu", workers: int = 1) -> None:
+        """``workers`` > 1: ``serve --workers N`` (as_serve only; ``max_drain`` is the
+        single server's): the front process starts the workers, so it cannot be a daemon."""
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_server_main, daemon=True,
-                                args=(child, max_streams, threads, max_drain, as_serve, precision, device))
+        if workers > 1:
+            if max_drain is not None or not as_serve:
+                raise ValueError("workers > 1 measures serve as shipped: no max_drain, as_serve only")
+            self.proc = ctx.Process(target=_sharded_main, args=(child, workers, max_streams, threads, precision, device))
+        else:
+            self.proc = ctx.Process(target=_server_main, daemon=True,
+                                    args=(child, max_streams, threads, max_drain, as_serve, precision, device))
         self.proc.start()
         if not self.conn.poll(180):
             self.proc.kill()
@@ -108,7 +138,7 @@ class ServeProcess:
             self.conn.send("stop")
         except OSError:
             pass
-        self.proc.join(2)  # lossless PUSH lingers on unsent poses; nothing is left to wait for
+        self.proc.join(5)  # nothing is left for PUSH to linger on; a sharded front also ends its workers
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join(5)
@@ -262,18 +292,23 @@ def sustained_rate(server: ServeProcess, n_streams: int, msgs, duration_s: float
 
 
 def load_curve(stream_counts: Sequence[int] = (1, 8, 64, 256), *, duration_s: float = 3.0, threads: int = 1,
-               drains: Sequence[int] = (), drain_streams: int = 256, log=print) -> dict:
-    """The load curve; ``drains``: drain bounds to compare at ``drain_streams`` streams."""
+               drains: Sequence[int] = (), drain_streams: int = 256, log=print, workers: int = 1) -> dict:
+    """The load curve; ``drains``: drain bounds to compare at ``drain_streams`` streams (one
+    server process); ``workers``: measure ``serve --workers N`` (stream/sharded.py)."""
     from .hardware import hardware
 
+    if drains and workers > 1:
+        raise ValueError("the drain bound is compared for one server process (--workers 1)")
     machine = hardware("cpu")
     machine["torch_threads"] = threads  # the server's (the bench process's own count does not matter)
-    out: dict = {"hardware": machine, "torch_threads_in_server": threads, "duration_s": duration_s,
-                 "mode": "serve --lossless (PUSH/PULL), serve's stages (frame-rate check, motion stage)",
-                 "max_lag_s": MAX_LAG_S, "curve": {}}
+    mode = "serve --lossless (PUSH/PULL), serve's stages (frame-rate check, motion stage)"
+    if workers > 1:
+        mode += f", --workers {workers} (a routing front and {workers} worker processes)"
+    out: dict = {"hardware": machine, "torch_threads_in_server": threads, "duration_s": duration_s, "workers": workers,
+                 "mode": mode, "max_lag_s": MAX_LAG_S, "curve": {}}
     for n in stream_counts:
         msgs = messages(n)
-        server = ServeProcess(max(n, 8), threads)
+        server = ServeProcess(max(n, 8), threads, workers=workers)
         try:
             out["model"] = server.label
             best, runs = sustained_rate(server, n, msgs, duration_s, start=250.0 if n == 1 else 1000.0)
@@ -287,7 +322,7 @@ def load_curve(stream_counts: Sequence[int] = (1, 8, 64, 256), *, duration_s: fl
         finally:
             server.close()
     msgs = messages(8)
-    server = ServeProcess(8, threads)
+    server = ServeProcess(8, threads, workers=workers)
     try:
         out["light_load"] = run_at_rate(server, 240.0, 8, max(duration_s, 5.0), msgs)
         log(f"[load] light load 8 x 30 fps: p50 {out['light_load']['p50_ms']:.3f} / p99 "
@@ -310,6 +345,30 @@ def load_curve(stream_counts: Sequence[int] = (1, 8, 64, 256), *, duration_s: fl
                 server.close()
     out["hardware"]["load_average_1min_at_end"] = os.getloadavg()[0]
     return out
+
+
+def overload_capacity(stream_counts: Sequence[int] = (64, 256), workers: Sequence[int] = (1, 2), *,
+                      rate: float = 12000.0, duration_s: float = 3.0, repeats: int = 2, log=print) -> list[dict]:
+    """How many poses per second each ``--workers`` value delivers when offered more than it
+    can take (lossless, so nothing is lost: the backlog is lifted at full speed). The values
+    are interleaved, run after run, so that a neighbour's load hits them alike; this is less
+    noisy than the sustained-rate search of :func:`load_curve`."""
+    rows = []
+    for _ in range(repeats):
+        for n in stream_counts:
+            msgs = messages(n)
+            for w in workers:
+                server = ServeProcess(max(n, 8), workers=w)
+                try:
+                    run_at_rate(server, rate / 4, n, 1.0, msgs)  # warm-up: every stream past its first frames
+                    r = run_at_rate(server, rate, n, duration_s, msgs)
+                finally:
+                    server.close()
+                row = {"streams": n, "workers": w, "offered_fps": rate, "delivered_fps": r["achieved_fps"],
+                       "lost": r["lost"], "load_average_1min": os.getloadavg()[0]}
+                rows.append(row)
+                log(f"[capacity] {n} streams, {w} worker(s): {row['delivered_fps']:,.0f} poses/s, lost {row['lost']}")
+    return rows
 
 
 def markdown(r: dict) -> str:
@@ -375,23 +434,108 @@ def plot(r: dict, path: str | Path) -> str:
     return _save(fig, Path(path))
 
 
+def compare_markdown(r: dict) -> str:
+    """Several ``--workers`` values side by side, then each one's own report."""
+    from .report import hardware_line
+
+    runs = r["by_workers"]
+    ws = list(runs)
+    first = runs[ws[0]]
+    lines = ["# poselift serve: load curve by number of worker processes (CPU, loopback)", ""]
+    for w in ws:
+        lines.append(f"- {w} worker(s): {hardware_line(runs[w])}.")
+    lines += ["", "The sender and the receiver run in the bench process on the same machine, so with N workers "
+              "the server has at most the cores that they leave. Each value's runs are measured one after the "
+              "other (not interleaved), each with its own load average above.", "",
+              "| streams | " + " | ".join(f"{w} worker(s): sustained fps, p50 / p99 ms at 90 %" for w in ws) + " |",
+              "|---:|" + "---:|" * len(ws)]
+    for n in first["curve"]:
+        cells = []
+        for w in ws:
+            row = runs[w]["curve"].get(n) or {}
+            x = row.get("at_90pct") or {}
+            lat = f"{x['p50_ms']:.2f} / {x['p99_ms']:.2f}" if x.get("p50_ms") is not None else "n/a"
+            cells.append(f"{row.get('sustained_fps', 0):,.0f}, {lat}")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines.append("| light load 8 x 30 fps, p50 / p99 ms | " + " | ".join(
+        f"{runs[w]['light_load']['p50_ms']:.2f} / {runs[w]['light_load']['p99_ms']:.2f}" for w in ws) + " |")
+    for run in r.get("overload_capacity") or []:
+        lines += ["", f"## Delivered rate when overloaded: {run['title']}", "",
+                  "Each server is offered more than it can take (lossless: the backlog is lifted at full speed, "
+                  "nothing is dropped) and the rate of poses coming back is measured; the worker counts run "
+                  "alternately (`bench.load.overload_capacity`), so that the neighbours' load hits them alike.", "",
+                  "| streams | workers | delivered poses/s, each run | median | load average (1 min) |",
+                  "|---:|---:|---:|---:|---:|"]
+        keys = sorted({(row["streams"], row["workers"]) for row in run["rows"]})
+        for n, w in keys:
+            rows = [row for row in run["rows"] if (row["streams"], row["workers"]) == (n, w)]
+            rates = [row["delivered_fps"] for row in rows]
+            loads = ", ".join(f"{row['load_average_1min']:.1f}" for row in rows)
+            lines.append(f"| {n} | {w} | {', '.join(f'{x:,.0f}' for x in rates)} | {float(np.median(rates)):,.0f} | "
+                         f"{loads} |")
+    if r.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in r["notes"]]
+    for w in ws:
+        lines += ["", markdown(runs[w]).replace("# poselift serve: load curve", f"## {w} worker(s): load curve", 1)]
+    return "\n".join(lines) + "\n"
+
+
+def compare_plot(r: dict, path: str | Path) -> str:
+    """Sustained rate and p99 at 90 % of it against streams, one line per ``--workers`` value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .report import _save, hardware_line
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    for w, run in r["by_workers"].items():
+        ns = [int(n) for n in run["curve"]]
+        a1.plot(ns, [run["curve"][str(n)]["sustained_fps"] for n in ns], marker="o", label=f"{w} worker(s)")
+        p99 = [(run["curve"][str(n)].get("at_90pct") or {}).get("p99_ms") for n in ns]
+        a2.plot(ns, [np.nan if y is None else y for y in p99], marker="s", label=f"{w} worker(s): p99 at 90 %")
+    a1.axhline(10000, color="k", linestyle=":", label="goal 10,000 fps")
+    a1.set_ylabel("sustained lossless frames/s")
+    a2.set_yscale("log")
+    a2.set_ylabel("send-to-receive latency (ms)")
+    ns = [int(n) for n in next(iter(r["by_workers"].values()))["curve"]]
+    for ax in (a1, a2):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.set_xlabel("streams")
+        ax.legend(fontsize=7)
+    first = next(iter(r["by_workers"].values()))
+    fig.suptitle(f"poselift serve --lossless --workers N, load curve\n{hardware_line(first)}", fontsize=7)
+    return _save(fig, Path(path))
+
+
 def main(json_path: str | None, out_dir: str | None, stream_counts: Sequence[int], duration_s: float,
-         threads: int, drains: Sequence[int]) -> dict:
-    """``poselift bench --load-curve``: run, then write JSON, Markdown and the plot."""
+         threads: int, drains: Sequence[int], workers: Sequence[int] = (1,)) -> dict:
+    """``poselift bench --load-curve``: run, then write JSON, Markdown and the plot. Several
+    ``workers`` values: one curve each, reported side by side."""
     import json
     import sys
 
-    r = load_curve(stream_counts, duration_s=duration_s, threads=threads, drains=drains, drain_streams=max(stream_counts),
-                   log=lambda m: print(m, file=sys.stderr, flush=True))
+    def curve(w: int) -> dict:
+        return load_curve(stream_counts, duration_s=duration_s, threads=threads, drains=drains if w == 1 else (),
+                          drain_streams=max(stream_counts), log=lambda m: print(f"[workers {w}] {m}", file=sys.stderr,
+                                                                                   flush=True), workers=w)
+
+    if len(workers) == 1:
+        r = curve(workers[0])
+        md, draw = markdown(r), plot
+    else:
+        r = {"by_workers": {str(w): curve(w) for w in workers}}
+        md, draw = compare_markdown(r), compare_plot
     folder = Path(out_dir) if out_dir else (Path(json_path).parent if json_path else None)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(r, indent=2, default=float) + "\n")
-    md = markdown(r)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         stem = Path(json_path).stem if json_path else "load_curve"
         (folder / f"{stem}.md").write_text(md)
-        plot(r, folder / f"{stem}.png")
+        draw(r, folder / f"{stem}.png")
     print(md)
     return r

@@ -12,6 +12,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +275,38 @@ def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = 
 
 
 # ----------------------------------------------------------------------------- serve
+@dataclass
+class ServeParts:
+    """What ``serve`` lifts with: the checkpoint, its engine, serve's post-processing stages
+    (frame-rate check, optional smoothing, motion stage, optional VMC output) and the VMC
+    sender to close at the end (or None)."""
+
+    ckpt: Any
+    engine: LiftEngine
+    stages: list
+    vmc_sender: Any = None
+
+
+def serve_parts(*, checkpoint: str | Path | None = None, device: str = "auto", precision: str = "fp32",
+                max_streams: int = 16, policy: GapPolicy | None = None, threads: int | None = 1,
+                allow_remote: bool = False, raw: bool = False, vmc: str | None = None,
+                lookahead: int | None = None, smooth: bool = False, smooth_min_cutoff: float = 1.0,
+                smooth_beta: float = 0.5) -> ServeParts:
+    """The model, engine and stages of ``serve``, built once here for the single server
+    (:func:`run_serve`) and for each worker of ``serve --workers N`` (:mod:`stream.sharded`),
+    so that both lift exactly alike."""
+    from .fps_check import FrameRateCheck
+
+    vmc_sender = _open_vmc(vmc, allow_remote, raw)
+    ckpt = load_lookahead_model(checkpoint, "causal", lookahead)
+    engine = make_engine(ckpt, device=device, precision=precision, max_streams=max_streams, policy=policy,
+                         threads=threads)
+    stages = [FrameRateCheck(getattr(ckpt, "fps", 30.0)),
+              *smoothing_stages(engine, ckpt.fps, smooth, smooth_min_cutoff, smooth_beta),
+              *motion_stages(engine, raw=raw, vmc=vmc_sender)]
+    return ServeParts(ckpt, engine, stages, vmc_sender)
+
+
 def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.0.0.1:5556",
               checkpoint: str | Path | None = None, lossless: bool = False, device: str = "auto",
               precision: str = "fp32", max_streams: int = 16, single_frame: bool = False,
@@ -280,61 +315,86 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
               allow_remote: bool = False, curve_secret_key: str | None = None,
               curve_clients: str | None = None, raw: bool = False, vmc: str | None = None,
               lookahead: int | None = None, smooth: bool = False, smooth_min_cutoff: float = 1.0,
-              smooth_beta: float = 0.5) -> dict[str, Any]:
+              smooth_beta: float = 0.5, workers: int = 1) -> dict[str, Any]:
     """Turn a ZeroMQ 2D feed into 3D poses until Ctrl-C/SIGTERM (or ``max_frames``/``duration``).
 
     The first SIGINT or SIGTERM stops it cleanly: queued frames are lifted, pending poses
     flushed, a final ``counters`` status is sent and the counters are printed. A second
-    signal stops waiting (e.g. on a lossless consumer that no longer reads)."""
-    import signal
-    import threading
-
-    from .fps_check import FrameRateCheck
+    signal stops waiting (e.g. on a lossless consumer that no longer reads).
+    ``workers`` > 1: that many stream-sharded server processes behind the same two
+    addresses (:func:`stream.sharded.run_sharded`; docs/protocol.md, Sharded mode)."""
     from .service import PoseServer
 
-    vmc_sender = _open_vmc(vmc, allow_remote, raw)
-    ckpt = load_lookahead_model(checkpoint, "causal", lookahead)
-    engine = make_engine(ckpt, device=device, precision=precision, max_streams=max_streams, policy=policy,
-                         threads=threads)
+    options = dict(checkpoint=checkpoint, device=device, precision=precision, max_streams=max_streams,
+                   policy=policy, threads=threads, allow_remote=allow_remote, raw=raw, vmc=vmc,
+                   lookahead=lookahead, smooth=smooth, smooth_min_cutoff=smooth_min_cutoff,
+                   smooth_beta=smooth_beta)
+    if workers != 1:
+        from .sharded import run_sharded
+
+        return run_sharded(workers, input=input, publish=publish, lossless=lossless, single_frame=single_frame,
+                           max_frames=max_frames, duration=duration, curve_secret_key=curve_secret_key,
+                           curve_clients=curve_clients, options=options)
+    parts = serve_parts(**options)
+    ckpt, engine, vmc_sender = parts.ckpt, parts.engine, parts.vmc_sender
     try:
         server = PoseServer(engine, input, publish, lossless=lossless, single_frame=single_frame,
                             allow_remote=allow_remote, curve_secret_key=curve_secret_key,
-                            curve_clients=curve_clients,
-                            stages=[FrameRateCheck(getattr(ckpt, "fps", 30.0)),
-                                    *smoothing_stages(engine, ckpt.fps, smooth, smooth_min_cutoff, smooth_beta),
-                                    *motion_stages(engine, raw=raw, vmc=vmc_sender)])
+                            curve_clients=curve_clients, stages=parts.stages)
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
     kind = ("PULL", "PUSH") if lossless else ("SUB", "PUB")
     print(f"model: {describe_model(ckpt, engine)}")
     print(f"input  {kind[0]} bound at {server.input_endpoint} (senders connect here)")
     print(f"output {kind[1]} bound at {server.publish_endpoint} (consumers connect here)", flush=True)
+    with stop_on_signals(server.stop) as stopped_by:
+        try:
+            counters = server.serve_forever(max_frames=max_frames, duration_s=duration)
+        except KeyboardInterrupt:
+            counters = server.counters()
+        finally:
+            server.close()
+            if vmc_sender is not None:
+                vmc_sender.close()
+    return print_serve_summary(counters, server.latencies_ms, stopped_by)
+
+
+@contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[list[str]]:
+    """While inside: the first SIGINT or SIGTERM calls ``stop`` (a clean stop: SIGTERM used to
+    kill serve without flushing or reporting), a second one raises KeyboardInterrupt (stop
+    waiting, e.g. on a lossless consumer that no longer reads). Yields the names of the
+    signals received. Outside the main thread no handler is installed."""
+    import signal
+    import threading
+
     stopped_by: list[str] = []
 
-    def on_signal(signum, _frame):  # SIGTERM used to kill serve without flushing or reporting
+    def on_signal(signum, _frame):
         stopped_by.append(signal.Signals(signum).name)
         if len(stopped_by) > 1:
             raise KeyboardInterrupt
-        server.stop()
+        stop()
 
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     settle_heap()  # the model is loaded: freeze start-up state, fewer collections (poselift/gc_policy.py)
     try:
-        counters = server.serve_forever(max_frames=max_frames, duration_s=duration)
-    except KeyboardInterrupt:
-        counters = server.counters()
+        yield stopped_by
     finally:
         for sig, old in handlers.items():
             signal.signal(sig, old)
-        server.close()
-        if vmc_sender is not None:
-            vmc_sender.close()
-    lat = latency_summary(server.latencies_ms)
+
+
+def print_serve_summary(counters: dict[str, Any], latencies_ms: Sequence[float],
+                        stopped_by: list[str]) -> dict[str, Any]:
+    """``serve``'s closing lines (why it stopped, the counters, the latency); returns the
+    counters with the latency summary."""
+    lat = latency_summary(latencies_ms)
     if stopped_by:
         print(f"stopped by {stopped_by[0]}" + (" (forced: pending poses not flushed)" if len(stopped_by) > 1 else ""))
-    latency = (f"latency p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms" if server.latencies_ms
+    latency = (f"latency p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms" if len(latencies_ms)
                else "no poses, no latency")
     print(f"received {counters['received']}, published {counters['published']}, rejected {counters['rejected']}, "
           f"resets {counters['resets']}; {latency}")

@@ -133,6 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "consumers). --lossless: input PULL, output PUSH (never drops; exactly one pose per "
                     "accepted frame). Addresses bind to 127.0.0.1 unless given otherwise.",
         epilog=f"examples:\n  poselift serve\n  poselift serve --input {DEFAULT_INPUT} --publish {DEFAULT_PUBLISH} --lossless\n"
+               f"  poselift serve --lossless --workers 2   # two lifting processes, one pair of addresses\n"
                f"  poselift listen {DEFAULT_PUBLISH}",
         formatter_class=_FMT)
     p.add_argument("--input", default=DEFAULT_INPUT, metavar="ADDR", help=f"2D input address to bind (default {DEFAULT_INPUT})")
@@ -144,6 +145,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-streams", type=int, default=16, help="stream slots (default 16)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="stop after publishing N poses")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="lift in N stream-sharded processes behind the same two addresses (default 1: one "
+                        "process); helps when one process is CPU-bound: one worker per free core "
+                        "(docs/protocol.md, Sharded mode)")
     _allow_remote_option(p)
     p.add_argument("--curve-secret-key", default=None, metavar="FILE",
                    help="encrypt and authenticate with ZeroMQ CURVE: this server's NAME.key_secret from "
@@ -157,7 +162,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         input=a.input, publish=a.publish, checkpoint=a.checkpoint, lossless=a.lossless, device=a.device,
         precision=a.precision, max_streams=a.max_streams, single_frame=a.single_frame, max_frames=a.frames,
         duration=a.duration, threads=a.threads, allow_remote=a.allow_remote,
-        curve_secret_key=a.curve_secret_key, curve_clients=a.curve_clients, raw=a.raw, vmc=a.vmc, **_temporal_kwargs(a)))
+        curve_secret_key=a.curve_secret_key, curve_clients=a.curve_clients, raw=a.raw, vmc=a.vmc, workers=a.workers, **_temporal_kwargs(a)))
 
     p = subparsers.add_parser(
         "video", help="lift a whole video offline to an npz (and optionally render it)",

@@ -101,3 +101,45 @@ def test_a_consumer_from_the_document_rebuilds_the_joints():
         np.testing.assert_allclose(joints_from(p, current), np.asarray(p["joints"]), atol=1e-5)
         checked += 1
     assert checked >= n - 35
+
+
+def test_a_consumer_from_the_document_reads_sharded_status():
+    """docs/protocol.md, Sharded mode: with ``serve --workers N`` every status message's
+    ``counters`` carry ``worker`` (0 ... N-1) and ``workers`` (N), the counts are that
+    worker's, and the server's totals are the sums over each worker's latest counters."""
+    clip = load_clip(DEMO_CLIP)
+    streams, n = [f"cam{i}" for i in range(6)], 20
+    serve = ServeProcess.start(default_checkpoint("causal"), "--lossless", "--workers", "2", timeout=180)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PULL)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(serve.publish)
+    try:
+        tx = KeypointSender(serve.input, lossless=True, linger_ms=30_000)
+        for f in clip.frames("x", limit=n):
+            for s in streams:
+                tx.send(s, f.frame, f.kp, width=f.width, height=f.height, t=f.t)
+        for s in streams:
+            tx.end(s)
+        poses, latest, ends = 0, {}, set()
+        t_end = time.monotonic() + 90
+        while time.monotonic() < t_end and len(ends) < len(streams):
+            if not sock.poll(200):
+                continue
+            msg = msgpack.unpackb(sock.recv_multipart()[-1])
+            if msg["type"] == "pose3d":
+                poses += 1
+                continue
+            c = msg["counters"]
+            assert c["workers"] == 2 and 0 <= c["worker"] < c["workers"]
+            latest[c["worker"]] = c
+            if msg["event"] == "end":
+                ends.add(msg["stream"])
+    finally:
+        tx.close()
+        serve.stop()  # while the consumer is still connected: the final status messages need not wait
+        sock.close()
+    assert poses == n * len(streams) and ends == set(streams)
+    # an `end` status follows the poses it flushed: each worker's latest counters hold all of its poses
+    assert sum(c["published"] for c in latest.values()) == poses
+    assert sum(c["accepted"] for c in latest.values()) == poses
