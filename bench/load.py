@@ -85,6 +85,7 @@ def _server_main(conn, max_streams: int, threads: int, max_drain: int | None, as
 def _sharded_main(conn, workers: int, max_streams: int, threads: int, precision: str, device: str) -> None:
     """``serve --lossless --workers N`` (stream/sharded.py): the front here, N workers spawned
     by it, each with what ``poselift serve`` builds (:func:`poselift.stream.apps.serve_parts`)."""
+    from poselift.gc_policy import settle_heap
     from poselift.openmp import prefer_passive_waiting
 
     prefer_passive_waiting()  # inherited by the workers, which also set it before torch loads
@@ -98,6 +99,7 @@ def _sharded_main(conn, workers: int, max_streams: int, threads: int, precision:
         conn.send(("error", f"{type(exc).__name__}: {exc}", ""))
         return
     conn.send((server.input_endpoint, server.publish_endpoint, f"{server.model}; {workers} workers"))
+    settle_heap()  # as run_sharded does (its workers settle their own heaps)
     try:
         while not conn.poll():
             server.poll_once(20)

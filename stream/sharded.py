@@ -53,6 +53,7 @@ import numpy as np
 import zmq
 
 from poselift.errors import PoseliftError, UserError
+from poselift.gc_policy import settle_heap
 
 from .transport import MAXMSGSIZE, bind, curve_server
 
@@ -157,6 +158,7 @@ def _worker_main(conn: Connection, spec: WorkerSpec) -> None:
     front_gone = threading.Event()
     threading.Thread(target=_watch_front, args=(conn, server.stop, front_gone), daemon=True).start()
     counters: dict[str, Any] = {}
+    settle_heap()  # as a single serve does before its loop (poselift/gc_policy.py)
     try:
         counters = server.serve_forever()
     finally:
@@ -582,6 +584,7 @@ def run_sharded(workers: int, *, input: str, publish: str, lossless: bool = Fals
     print(f"input  {kind[0]} bound at {server.input_endpoint} (senders connect here)")
     print(f"output {kind[1]} bound at {server.publish_endpoint} (consumers connect here)", flush=True)
     forced = False
+    settle_heap()  # the front decodes no poses, but holds torch's start-up objects too
     with stop_on_signals(server.stop) as stopped_by:
         try:
             counters = server.serve_forever(duration_s=duration)

@@ -45,3 +45,15 @@ def test_serve_settles_the_heap_before_its_loop(monkeypatch):
                         lambda self, **kw: (calls.append("loop"), real(self, **kw))[1])
     apps.run_serve(input="tcp://127.0.0.1:*", publish="tcp://127.0.0.1:*", duration=0.05, max_streams=1)
     assert calls == ["settle", "loop"]
+
+
+def test_sharded_workers_and_front_settle_the_heap_before_their_loops():
+    """Checked on the source: the worker entry point runs in a spawned process, where a
+    monkeypatch of the test process does not reach."""
+    import inspect
+
+    from poselift.stream import sharded
+
+    for function in (sharded._worker_main, sharded.run_sharded):
+        source = inspect.getsource(function)
+        assert source.index("settle_heap()") < source.index("serve_forever(")

@@ -1,0 +1,149 @@
+"""What ``serve``'s loop costs per pose, without sockets or a sender (issue 16).
+
+The load curve (:mod:`bench.load`) measures the service end to end, but on a small shared
+machine its sender, receiver and neighbours move it by ±30 %. This bench isolates the server:
+the real :meth:`stream.service.PoseServer.poll_once` (decode, validate, intake, batched steps
+of the pose and trajectory models, roots, motion stage, encoding) on pre-encoded messages of
+S streams, with reading and sending replaced by in-memory stand-ins, and reports the CPU time
+per pose. Each variant runs in its own spawned process, because the garbage-collector setting
+is process-wide, and the variants take turns, ``repeats`` times:
+
+* ``shipped``: as ``poselift serve`` runs (:func:`poselift.gc_policy.settle_heap`, the fp32
+  kernel measured for this CPU, :func:`poselift.model.kernels.fp32_kernel`);
+* ``default GC``: the same without ``settle_heap``;
+* ``oneDNN kernel``: the same with ``POSELIFT_FP32_KERNEL=onednn`` (the earlier fixed choice).
+
+``python -m poselift.bench.server_cpu [--streams 8,64,256] [--repeats 3] [--json OUT] [--md OUT]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "shipped": {"settle": True, "env": {}},
+    "default GC": {"settle": False, "env": {}},
+    "oneDNN kernel": {"settle": True, "env": {"POSELIFT_FP32_KERNEL": "onednn"}},
+}
+DRAIN = 512  # messages per poll, the server's default bound (stream.service.MAX_DRAIN)
+
+
+def _measure(conn, streams: int, poses: int, settle: bool, env: dict[str, str]) -> None:
+    """In a spawned process: time ``poses`` poses of ``streams`` streams through poll_once."""
+    os.environ.update(env)
+    from poselift.openmp import prefer_passive_waiting
+
+    prefer_passive_waiting()
+    from poselift.gc_policy import settle_heap
+    from poselift.stream.apps import serve_parts
+    from poselift.stream.service import PoseServer
+
+    from .load import messages
+
+    parts = serve_parts(max_streams=streams)
+    server = PoseServer(parts.engine, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", lossless=True,
+                        status_interval_s=0, stages=parts.stages)
+    frames = 240
+    msgs = messages(streams, frames)
+    order = [msgs[s][f] for f in range(frames) for s in range(streams)]
+    position = [0]
+
+    def drain(_timeout_ms: int) -> tuple[list[bytes], list[float]]:
+        i = position[0]
+        batch = order[i:i + DRAIN]
+        position[0] = 0 if i + DRAIN >= len(order) else i + DRAIN
+        return batch, [time.perf_counter()] * len(batch)
+
+    server._drain = drain  # in memory: the loop itself is what is timed
+    server.publisher._send = lambda topic, payload, block=True: True
+    try:
+        for _ in range(max(4, 2 * streams // DRAIN + 2)):  # every stream started, kernels warm
+            server.poll_once()
+        if settle:
+            settle_heap()
+        start_published = server.publisher.published
+        wall, cpu = time.perf_counter(), time.process_time()
+        while server.publisher.published - start_published < poses:
+            server.poll_once()
+        n = server.publisher.published - start_published
+        conn.send({"us_per_pose_cpu": (time.process_time() - cpu) / n * 1e6,
+                   "us_per_pose_wall": (time.perf_counter() - wall) / n * 1e6, "poses": n,
+                   "kernel": parts.engine.lifter.backend})
+    finally:
+        server.close()
+
+
+def _run_variant(streams: int, poses: int, variant: dict[str, Any]) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_measure, args=(child, streams, poses, variant["settle"], variant["env"]))
+    proc.start()
+    try:
+        if not parent.poll(600):
+            raise RuntimeError("the measuring process did not answer within 600 s")
+        return parent.recv()
+    finally:
+        proc.join(30)
+
+
+def server_cpu(stream_counts: tuple[int, ...] = (8, 64, 256), repeats: int = 3, poses: int = 20_000) -> dict:
+    """``{"streams_S": {variant: {"us_per_pose_cpu": median, "runs": [...]}}, "load_average": ...}``."""
+    import platform
+    import statistics
+
+    from tqdm import tqdm
+
+    runs: dict[int, dict[str, list[dict]]] = {s: {v: [] for v in VARIANTS} for s in stream_counts}
+    jobs = [(s, v) for _ in range(repeats) for s in stream_counts for v in VARIANTS]
+    load_before = os.getloadavg()[0]
+    for s, v in tqdm(jobs, desc="server CPU", unit="run"):
+        runs[s][v].append(_run_variant(s, poses, VARIANTS[v]))
+    out: dict[str, Any] = {"hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                           "load_average": [load_before, os.getloadavg()[0]], "drain": DRAIN, "poses": poses}
+    for s in stream_counts:
+        out[f"streams_{s}"] = {v: {"us_per_pose_cpu": statistics.median(r["us_per_pose_cpu"] for r in rs),
+                                   "us_per_pose_wall": statistics.median(r["us_per_pose_wall"] for r in rs),
+                                   "kernel": rs[0]["kernel"], "runs": rs}
+                               for v, rs in runs[s].items()}
+    return out
+
+
+def markdown(r: dict) -> str:
+    lines = [f"# serve's loop without sockets: CPU time per pose (median of runs, µs)", "",
+             f"{r['hardware']}; load average {r['load_average'][0]:.1f} at start, {r['load_average'][1]:.1f} at end; "
+             f"drains of {r['drain']} messages, {r['poses']} poses per run.", "",
+             "| streams | " + " | ".join(VARIANTS) + " |", "|---:|" + "---:|" * len(VARIANTS)]
+    for key, by_variant in r.items():
+        if key.startswith("streams_"):
+            lines.append(f"| {key.split('_')[1]} | "
+                         + " | ".join(f"{by_variant[v]['us_per_pose_cpu']:.0f} ({by_variant[v]['kernel']})"
+                                      for v in VARIANTS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m poselift.bench.server_cpu", description=__doc__.split("\n\n")[0])
+    p.add_argument("--streams", default="8,64,256")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--poses", type=int, default=20_000)
+    p.add_argument("--json")
+    p.add_argument("--md")
+    args = p.parse_args(argv)
+    r = server_cpu(tuple(int(x) for x in args.streams.split(",")), args.repeats, args.poses)
+    if args.json:
+        Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
+    md = markdown(r)
+    if args.md:
+        Path(args.md).write_text(md)
+    print(md)
+    return r
+
+
+if __name__ == "__main__":
+    main()
