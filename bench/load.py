@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from poselift.thread_pools import configure_thread_pools
+
 MAX_LAG_S = 0.25  # the last pose must come back this soon after the last send
 _T_KEY = b"\xa1t\xcb"  # msgpack: the key "t", then a float 64 marker
 
@@ -32,9 +34,8 @@ _T_KEY = b"\xa1t\xcb"  # msgpack: the key "t", then a float 64 marker
 def _server_main(conn, max_streams: int, threads: int, max_drain: int | None, as_serve: bool, precision: str,
                  device: str) -> None:
     from poselift.gc_policy import settle_heap
-    from poselift.openmp import prefer_passive_waiting
 
-    prefer_passive_waiting()  # a fresh (spawned) interpreter: before torch loads, as the CLI does
+    configure_thread_pools()  # a fresh (spawned) interpreter: before torch loads, as the CLI does
     try:
         from poselift.stream.service import PoseServer
 
@@ -86,9 +87,8 @@ def _sharded_main(conn, workers: int, max_streams: int, threads: int, precision:
     """``serve --lossless --workers N`` (stream/sharded.py): the front here, N workers spawned
     by it, each with what ``poselift serve`` builds (:func:`poselift.stream.apps.serve_parts`)."""
     from poselift.gc_policy import settle_heap
-    from poselift.openmp import prefer_passive_waiting
 
-    prefer_passive_waiting()  # inherited by the workers, which also set it before torch loads
+    configure_thread_pools()  # inherited by the workers, which also set it before torch loads
     try:
         from poselift.stream.sharded import ShardedServer
 
@@ -116,6 +116,7 @@ class ServeProcess:
                  precision: str = "fp32", device: str = "cpu", workers: int = 1) -> None:
         """``workers`` > 1: ``serve --workers N`` (as_serve only; ``max_drain`` is the
         single server's): the front process starts the workers, so it cannot be a daemon."""
+        configure_thread_pools()  # inherited by the spawned server, whose numpy loads before its first line
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         if workers > 1:

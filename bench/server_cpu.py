@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from poselift.thread_pools import configure_thread_pools
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "shipped": {"settle": True, "env": {}},
     "default GC": {"settle": False, "env": {}},
@@ -37,9 +39,7 @@ DRAIN = 512  # messages per poll, the server's default bound (stream.service.MAX
 def _measure(conn, streams: int, poses: int, settle: bool, env: dict[str, str]) -> None:
     """In a spawned process: time ``poses`` poses of ``streams`` streams through poll_once."""
     os.environ.update(env)
-    from poselift.openmp import prefer_passive_waiting
-
-    prefer_passive_waiting()
+    configure_thread_pools()
     from poselift.gc_policy import settle_heap
     from poselift.stream.apps import serve_parts
     from poselift.stream.service import PoseServer
@@ -80,6 +80,7 @@ def _measure(conn, streams: int, poses: int, settle: bool, env: dict[str, str]) 
 
 
 def _run_variant(streams: int, poses: int, variant: dict[str, Any]) -> dict[str, Any]:
+    configure_thread_pools()  # inherited by the child, whose numpy loads before its first line
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_measure, args=(child, streams, poses, variant["settle"], variant["env"]))

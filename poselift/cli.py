@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import PoseliftError
-from .openmp import prefer_passive_waiting
+from .thread_pools import configure_thread_pools
 
-prefer_passive_waiting()  # before any handler imports torch (they import it lazily)
+configure_thread_pools()  # before any handler imports torch (they import it lazily)
 
 # Each package's subcommands; a package whose commands module is not installed is skipped.
 COMMAND_MODULES: tuple[str, ...] = (

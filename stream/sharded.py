@@ -27,8 +27,9 @@ only this user can open.
   A worker that dies stops the whole server with one line (:class:`WorkerError`); workers
   notice a front that died (their pipe closes) and stop.
 
-This module imports neither torch nor the server at import time: the spawned workers set
-``OMP_WAIT_POLICY`` (:func:`poselift.openmp.prefer_passive_waiting`) before torch loads.
+This module imports neither torch nor the server at import time. The front sets the thread
+pools' environment (:func:`poselift.thread_pools.configure_thread_pools`) before it spawns the
+workers, which inherit it: numpy is loaded in a worker before its own code runs.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ import zmq
 
 from poselift.errors import PoseliftError, UserError
 from poselift.gc_policy import settle_heap
+from poselift.thread_pools import configure_thread_pools
 
 from .transport import MAXMSGSIZE, bind, curve_server
 
@@ -139,9 +141,7 @@ def _worker_main(conn: Connection, spec: WorkerSpec) -> None:
     """Entry point of a spawned worker: build serve's engine and stages, bind the private
     sockets, answer ``("ready", description)`` or ``("error", one line)``, serve until the
     front says stop (or is gone), then answer ``("done", counters, latencies)``."""
-    from poselift.openmp import prefer_passive_waiting
-
-    prefer_passive_waiting()  # before torch loads (the spawned interpreter has not imported it yet)
+    configure_thread_pools()  # before torch loads (numpy's pool already follows the front's setting)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the front decides
     try:
         from .apps import describe_model, serve_parts
@@ -306,6 +306,7 @@ class ShardedServer:
 
     # ----------------------------------------------------------------------- start
     def _start_workers(self, specs: list[WorkerSpec], timeout_s: float) -> None:
+        configure_thread_pools()  # the workers inherit it (their numpy loads before their first line)
         ctx = mp.get_context("spawn")
         for spec in specs:
             parent, child = ctx.Pipe()

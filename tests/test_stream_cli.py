@@ -51,19 +51,22 @@ def test_serve_and_listen_processes_lossless(tmp_path):
     assert "input  PULL bound at" in s_out and f"received {N}, published {N}" in s_out
 
 
-def test_the_cli_asks_openmp_not_to_spin_before_torch_loads():
-    """libgomp reads OMP_WAIT_POLICY once, when torch loads: the CLI sets PASSIVE before any
-    handler imports torch (a spinning worker stalls the loop's thread on small machines), and
-    an explicit setting wins."""
+def test_the_cli_sets_the_thread_pools_before_torch_and_numpy_load():
+    """libgomp reads OMP_WAIT_POLICY and OpenBLAS reads OPENBLAS_NUM_THREADS once, when torch
+    and numpy load: the CLI sets PASSIVE and 1 before any handler imports either (spinning
+    workers stall the loop's thread or burn a core on small machines), and an explicit
+    setting wins."""
     import os
     import subprocess
     import sys
 
     code = ("import sys, os, poselift.cli; "
-            "print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+            "print(os.environ['OMP_WAIT_POLICY'], os.environ['OPENBLAS_NUM_THREADS'], "
+            "'torch' in sys.modules, 'numpy' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["PASSIVE", "False"]
-    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+    assert out.stdout.split() == ["PASSIVE", "1", "False", "False"]
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE",
+                                                            "OPENBLAS_NUM_THREADS": "2"},
                          capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["ACTIVE", "False"]
+    assert out.stdout.split() == ["ACTIVE", "2", "False", "False"]

@@ -510,3 +510,19 @@ def test_start_errors_are_one_line(tmp_path, checkpoint):
     finally:
         busy.close()
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "cannot bind" in out.stderr
+
+
+def test_workers_run_with_the_cli_s_thread_pool_settings(sharded):
+    """numpy loads in a spawned worker before its own code runs, so the front must have set
+    OPENBLAS_NUM_THREADS (and OMP_WAIT_POLICY) for the workers to inherit: an OpenBLAS pool of
+    spinning threads per worker took a whole core at load (poselift/thread_pools.py)."""
+    import os
+    from pathlib import Path
+
+    for pid in sharded.pids:
+        environ = Path(f"/proc/{pid}/environ")
+        if not environ.exists():
+            pytest.skip("no /proc on this system")
+        variables = dict(item.split("=", 1) for item in environ.read_text().split("\0") if "=" in item)
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY"):  # "1" and "PASSIVE" unless set explicitly
+            assert variables[name] == os.environ[name]
