@@ -30,10 +30,10 @@ SMALL_LAYER = 256 * 1024
 
 # Which fp32 CPU kernel is faster for the larger layers depends on the CPU: on the Zen 4
 # machines above oneDNN's prepacked gemv read ~1.8x faster than MKL; on the 2-core Intel
-# Xeon VM of a later session (2 MB L2 per core, a large L3) MKL's addmm was faster for the
-# shipped model's 384x1152 layers: 53 vs 86 us at batch 1, 84 vs 222 us at batch 8, equal
-# from batch 64. So :func:`fp32_kernel` times both once per process and layer shape and
-# keeps oneDNN unless addmm is clearly faster. ``POSELIFT_FP32_KERNEL`` = ``onednn`` or
+# Xeon VM of a later session (2 MB L2 per core, a large L3) MKL's addmm stepped the shipped
+# model faster at batch 1 (0.76 vs 1.05 ms for pose + trajectory network) and about as fast
+# at 16-64. So :func:`fp32_kernel` times both once per process, layer shape and batch hint
+# and keeps oneDNN unless addmm is clearly faster. ``POSELIFT_FP32_KERNEL`` = ``onednn`` or
 # ``aten`` fixes the choice (no timing), e.g. to compare the two or pin a deployment.
 FP32_KERNEL_ENV = "POSELIFT_FP32_KERNEL"
 ATEN_MARGIN = 0.85  # addmm must take at most this share of oneDNN's time to be chosen
@@ -171,9 +171,10 @@ def pack_linear(
 
 def fp32_kernel(out_features: int, in_features: int, batch_hint: int = 1) -> str:
     """"onednn" or "aten": the fp32 CPU kernel for a (out, in) layer stepped at batches up to
-    ``batch_hint``, decided once per process, shape and torch thread count (all lifters of a
-    process then compute alike) by timing both at batch 1 and at ``min(batch_hint, 16)``; see
-    :data:`FP32_KERNEL_ENV`."""
+    ``batch_hint``, decided once per process, shape, batch hint and torch thread count
+    (lifters of a process built alike then compute alike) by timing both, oneDNN's weights
+    packed for ``batch_hint`` as :func:`pack_linear` packs them, at batch 1 (a lone frame) and
+    at ``min(batch_hint, 64)`` (a busy round); see :data:`FP32_KERNEL_ENV`."""
     import os
 
     forced = os.environ.get(FP32_KERNEL_ENV, "").strip().lower()
@@ -187,22 +188,39 @@ def fp32_kernel(out_features: int, in_features: int, batch_hint: int = 1) -> str
     return _fp32_choice[key]
 
 
-def _time_fp32_kernels(out_features: int, in_features: int, batch: int, calls: int = 30, rounds: int = 3) -> str:
-    """The faster of oneDNN's prepacked linear and aten's addmm (+ReLU) on random data: per
-    kernel, the sum over the batch sizes (1 and ``batch``) of its best of ``rounds`` timings of
-    ``calls`` calls, the kernels taking turns (a few ms per shape, once per process)."""
+PROBE_WEIGHT_BYTES = 8 * 2**20  # the probe steps enough copies of a layer to read this much, as a model does
+
+
+def _time_fp32_kernels(out_features: int, in_features: int, batch_hint: int, calls: int = 20, rounds: int = 3) -> str:
+    """The faster of oneDNN's linear (weights packed for ``batch_hint``) and aten's addmm
+    (+ReLU) on random data: per kernel, the sum over the batch sizes (1 and
+    ``min(batch_hint, 64)``) of its best of ``rounds`` timings of ``calls`` passes, the
+    kernels taking turns (tens of ms per shape, once per process). A pass runs several
+    copies of the layer, ``PROBE_WEIGHT_BYTES`` of weights in all, one after the other:
+    a lone layer stays in the CPU's L2 cache and favours oneDNN there, while a model's
+    layers together do not (measured on the Xeon VM: the lone-layer probe chose oneDNN at
+    batch 16, the whole model stepped 4 % faster with addmm)."""
     import time
 
     g = torch.Generator().manual_seed(0)
-    w = torch.randn(out_features, in_features, generator=g) / in_features ** 0.5
+    copies = max(1, PROBE_WEIGHT_BYTES // (4 * out_features * in_features))
+    weights = [torch.randn(out_features, in_features, generator=g) / in_features ** 0.5 for _ in range(copies)]
     b = torch.zeros(out_features)
-    packed = torch.ops.mkldnn._reorder_linear_weight(w, batch)
-    w_t = w.t()
-    kernels = {"onednn": lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, b, "relu", [], ""),
-               "aten": lambda x: torch._addmm_activation(b, x, w_t)}
+    packed = [torch.ops.mkldnn._reorder_linear_weight(w, batch_hint) for w in weights]
+    transposed = [w.t() for w in weights]
+
+    def onednn(x: torch.Tensor) -> None:
+        for p in packed:
+            torch.ops.mkldnn._linear_pointwise(x, p, b, "relu", [], "")
+
+    def aten(x: torch.Tensor) -> None:
+        for w_t in transposed:
+            torch._addmm_activation(b, x, w_t)
+
+    kernels = {"onednn": onednn, "aten": aten}
     total = dict.fromkeys(kernels, 0.0)
     with torch.inference_mode():
-        for size in sorted({1, batch}):
+        for size in sorted({1, min(batch_hint, 64)}):
             x = torch.randn(size, in_features, generator=g)
             best = dict.fromkeys(kernels, float("inf"))
             for _ in range(rounds):
