@@ -11,7 +11,12 @@ is process-wide, and the variants take turns, ``repeats`` times:
 * ``shipped``: as ``poselift serve`` runs (:func:`poselift.gc_policy.settle_heap`, the fp32
   kernel measured for this CPU, :func:`poselift.model.kernels.fp32_kernel`);
 * ``default GC``: the same without ``settle_heap``;
-* ``oneDNN kernel``: the same with ``POSELIFT_FP32_KERNEL=onednn`` (the earlier fixed choice).
+* ``oneDNN kernel``: the same with ``POSELIFT_FP32_KERNEL=onednn`` (the earlier fixed choice);
+* ``OpenBLAS pool``: the same with numpy's OpenBLAS on as many threads as cores (its default
+  before :func:`poselift.thread_pools.configure_thread_pools`).
+
+CPU time counts every thread of the process, so a pool that spins shows up there, not in the
+wall time.
 
 ``python -m poselift.bench.server_cpu [--streams 8,64,256] [--repeats 3] [--json OUT] [--md OUT]``
 """
@@ -32,12 +37,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "shipped": {"settle": True, "env": {}},
     "default GC": {"settle": False, "env": {}},
     "oneDNN kernel": {"settle": True, "env": {"POSELIFT_FP32_KERNEL": "onednn"}},
+    "OpenBLAS pool": {"settle": True, "env": {"OPENBLAS_NUM_THREADS": str(os.cpu_count() or 2)}},
 }
 DRAIN = 512  # messages per poll, the server's default bound (stream.service.MAX_DRAIN)
 
 
 def _measure(conn, streams: int, poses: int, settle: bool, env: dict[str, str]) -> None:
     """In a spawned process: time ``poses`` poses of ``streams`` streams through poll_once."""
+    import sys
+
+    assert "numpy" not in sys.modules, "numpy must load after the variant's environment is set"
     os.environ.update(env)
     configure_thread_pools()
     from poselift.gc_policy import settle_heap

@@ -32,12 +32,12 @@ SMALL_LAYER = 256 * 1024
 # machines above oneDNN's prepacked gemv read ~1.8x faster than MKL; on the 2-core Intel
 # Xeon VM of a later session (2 MB L2 per core, a large L3) MKL's addmm stepped the shipped
 # model faster at batch 1 (0.76 vs 1.05 ms for pose + trajectory network) and about as fast
-# at 16-64. So :func:`fp32_kernel` times both once per process, layer shape and batch hint
-# and keeps oneDNN unless addmm is clearly faster. ``POSELIFT_FP32_KERNEL`` = ``onednn`` or
+# at 16-64. So a one-slot lifter (:func:`fp32_kernel`) times both once per process and layer
+# shape and keeps oneDNN unless addmm is clearly faster; lifters with more slots use oneDNN. ``POSELIFT_FP32_KERNEL`` = ``onednn`` or
 # ``aten`` fixes the choice (no timing), e.g. to compare the two or pin a deployment.
 FP32_KERNEL_ENV = "POSELIFT_FP32_KERNEL"
 ATEN_MARGIN = 0.85  # addmm must take at most this share of oneDNN's time to be chosen
-_fp32_choice: dict[tuple[int, int, int, int], str] = {}  # (out, in, batch, torch threads) -> kernel
+_fp32_choice: dict[tuple[int, int, int], str] = {}  # (out, in, torch threads) -> kernel of one-slot lifters
 
 
 def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,10 +171,14 @@ def pack_linear(
 
 def fp32_kernel(out_features: int, in_features: int, batch_hint: int = 1) -> str:
     """"onednn" or "aten": the fp32 CPU kernel for a (out, in) layer stepped at batches up to
-    ``batch_hint``, decided once per process, shape, batch hint and torch thread count
-    (lifters of a process built alike then compute alike) by timing both, oneDNN's weights
-    packed for ``batch_hint`` as :func:`pack_linear` packs them, at batch 1 (a lone frame) and
-    at ``min(batch_hint, 64)`` (a busy round); see :data:`FP32_KERNEL_ENV`."""
+    ``batch_hint`` (see :data:`FP32_KERNEL_ENV`).
+
+    Only a one-slot lifter (webcam, demo, video) chooses by measurement, once per process,
+    shape and torch thread count, so that lifters of a process compute alike: at batch 1 the
+    two kernels differ most (addmm 0.76 vs oneDNN 1.05 ms for the shipped model's two networks
+    on the Xeon VM, the other way round on Zen 4). Lifters with more slots keep oneDNN: at
+    batches of 16-64 the two were within 4 % on the Xeon VM, close enough that a timing at
+    start-up chose differently from one process to the next."""
     import os
 
     forced = os.environ.get(FP32_KERNEL_ENV, "").strip().lower()
@@ -182,31 +186,31 @@ def fp32_kernel(out_features: int, in_features: int, batch_hint: int = 1) -> str
         return forced
     if forced:
         raise ValueError(f"{FP32_KERNEL_ENV} must be 'onednn' or 'aten', got {forced!r}")
-    key = (int(out_features), int(in_features), min(max(1, int(batch_hint)), 16), torch.get_num_threads())
+    if batch_hint > 1:
+        return "onednn"
+    key = (int(out_features), int(in_features), torch.get_num_threads())
     if key not in _fp32_choice:
-        _fp32_choice[key] = _time_fp32_kernels(*key)
+        _fp32_choice[key] = _time_fp32_kernels(out_features, in_features)
     return _fp32_choice[key]
 
 
 PROBE_WEIGHT_BYTES = 8 * 2**20  # the probe steps enough copies of a layer to read this much, as a model does
 
 
-def _time_fp32_kernels(out_features: int, in_features: int, batch_hint: int, calls: int = 20, rounds: int = 3) -> str:
-    """The faster of oneDNN's linear (weights packed for ``batch_hint``) and aten's addmm
-    (+ReLU) on random data: per kernel, the sum over the batch sizes (1 and
-    ``min(batch_hint, 64)``) of its best of ``rounds`` timings of ``calls`` passes, the
-    kernels taking turns (tens of ms per shape, once per process). A pass runs several
-    copies of the layer, ``PROBE_WEIGHT_BYTES`` of weights in all, one after the other:
-    a lone layer stays in the CPU's L2 cache and favours oneDNN there, while a model's
-    layers together do not (measured on the Xeon VM: the lone-layer probe chose oneDNN at
-    batch 16, the whole model stepped 4 % faster with addmm)."""
+def _time_fp32_kernels(out_features: int, in_features: int, calls: int = 20, rounds: int = 3) -> str:
+    """The faster at batch 1 of oneDNN's linear (weights packed for batch 1, as
+    :func:`pack_linear` packs a one-slot lifter's) and aten's addmm (+ReLU) on random data:
+    per kernel its best of ``rounds`` timings of ``calls`` passes, the kernels taking turns
+    (tens of ms per shape, once per process). A pass runs several copies of the layer,
+    ``PROBE_WEIGHT_BYTES`` of weights in all, one after the other, as a model step reads
+    them: a lone layer would stay in the CPU's L2 cache, a model's layers together do not."""
     import time
 
     g = torch.Generator().manual_seed(0)
     copies = max(1, PROBE_WEIGHT_BYTES // (4 * out_features * in_features))
     weights = [torch.randn(out_features, in_features, generator=g) / in_features ** 0.5 for _ in range(copies)]
     b = torch.zeros(out_features)
-    packed = [torch.ops.mkldnn._reorder_linear_weight(w, batch_hint) for w in weights]
+    packed = [torch.ops.mkldnn._reorder_linear_weight(w, 1) for w in weights]
     transposed = [w.t() for w in weights]
 
     def onednn(x: torch.Tensor) -> None:
@@ -218,18 +222,14 @@ def _time_fp32_kernels(out_features: int, in_features: int, batch_hint: int, cal
             torch._addmm_activation(b, x, w_t)
 
     kernels = {"onednn": onednn, "aten": aten}
-    total = dict.fromkeys(kernels, 0.0)
+    best = dict.fromkeys(kernels, float("inf"))
+    x = torch.randn(1, in_features, generator=g)
     with torch.inference_mode():
-        for size in sorted({1, min(batch_hint, 64)}):
-            x = torch.randn(size, in_features, generator=g)
-            best = dict.fromkeys(kernels, float("inf"))
-            for _ in range(rounds):
-                for name, f in kernels.items():
+        for _ in range(rounds):
+            for name, f in kernels.items():
+                f(x)
+                start = time.perf_counter()
+                for _ in range(calls):
                     f(x)
-                    start = time.perf_counter()
-                    for _ in range(calls):
-                        f(x)
-                    best[name] = min(best[name], time.perf_counter() - start)
-            for name in kernels:
-                total[name] += best[name]
-    return "aten" if total["aten"] <= ATEN_MARGIN * total["onednn"] else "onednn"
+                best[name] = min(best[name], time.perf_counter() - start)
+    return "aten" if best["aten"] <= ATEN_MARGIN * best["onednn"] else "onednn"
