@@ -54,14 +54,20 @@ def joints_from(pose, skeleton):
 # -------------------------------------------------------------------------------------------
 
 
+def _pull(addr: str) -> zmq.Socket:
+    """The consumer the document describes for ``--lossless``: a PULL socket connected to the
+    publish address."""
+    sock = zmq.Context.instance().socket(zmq.PULL)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(addr)
+    return sock
+
+
 def test_a_consumer_from_the_document_rebuilds_the_joints():
     clip = load_clip(DEMO_CLIP)
     n = 70
     serve = ServeProcess.start(default_checkpoint("causal"), "--lossless")
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PULL)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(serve.publish)
+    sock = _pull(serve.publish)
     try:
         tx = KeypointSender(serve.input, lossless=True, linger_ms=30_000)
         for f in clip.frames("cam0", limit=n):
@@ -110,10 +116,7 @@ def test_a_consumer_from_the_document_reads_sharded_status():
     clip = load_clip(DEMO_CLIP)
     streams, n = [f"cam{i}" for i in range(6)], 20
     serve = ServeProcess.start(default_checkpoint("causal"), "--lossless", "--workers", "2", timeout=180)
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PULL)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(serve.publish)
+    sock = _pull(serve.publish)
     try:
         tx = KeypointSender(serve.input, lossless=True, linger_ms=30_000)
         for f in clip.frames("x", limit=n):
