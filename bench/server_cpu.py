@@ -9,9 +9,10 @@ per pose. Each variant runs in its own spawned process, because the garbage-coll
 is process-wide, and the variants take turns, ``repeats`` times:
 
 * ``shipped``: as ``poselift serve`` runs (:func:`poselift.gc_policy.settle_heap`, the fp32
-  kernel measured for this CPU, :func:`poselift.model.kernels.fp32_kernel`);
+  kernel timed for this CPU, :func:`poselift.model.kernels.fp32_kernel`);
 * ``default GC``: the same without ``settle_heap``;
-* ``oneDNN kernel``: the same with ``POSELIFT_FP32_KERNEL=onednn`` (the earlier fixed choice);
+* ``oneDNN kernel``: the same with ``POSELIFT_FP32_KERNEL=onednn`` (the choice before the
+  timing);
 * ``OpenBLAS pool``: the same with numpy's OpenBLAS on as many threads as cores (its default
   before :func:`poselift.thread_pools.configure_thread_pools`).
 

@@ -32,12 +32,12 @@ SMALL_LAYER = 256 * 1024
 # machines above oneDNN's prepacked gemv read ~1.8x faster than MKL; on the 2-core Intel
 # Xeon VM of a later session (2 MB L2 per core, a large L3) MKL's addmm stepped the shipped
 # model faster at batch 1 (0.76 vs 1.05 ms for pose + trajectory network) and about as fast
-# at 16-64. So a one-slot lifter (:func:`fp32_kernel`) times both once per process and layer
-# shape and keeps oneDNN unless addmm is clearly faster; lifters with more slots use oneDNN. ``POSELIFT_FP32_KERNEL`` = ``onednn`` or
+# at 16-64 in isolation (and cheaper in serve's loop). So :func:`fp32_kernel` times both at
+# batch 1 once per process and layer shape and keeps oneDNN unless addmm is clearly faster. ``POSELIFT_FP32_KERNEL`` = ``onednn`` or
 # ``aten`` fixes the choice (no timing), e.g. to compare the two or pin a deployment.
 FP32_KERNEL_ENV = "POSELIFT_FP32_KERNEL"
 ATEN_MARGIN = 0.85  # addmm must take at most this share of oneDNN's time to be chosen
-_fp32_choice: dict[tuple[int, int, int], str] = {}  # (out, in, torch threads) -> kernel of one-slot lifters
+_fp32_choice: dict[tuple[int, int, int], str] = {}  # (out, in, torch threads) -> kernel
 
 
 def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,15 +170,17 @@ def pack_linear(
 
 
 def fp32_kernel(out_features: int, in_features: int, batch_hint: int = 1) -> str:
-    """"onednn" or "aten": the fp32 CPU kernel for a (out, in) layer stepped at batches up to
-    ``batch_hint`` (see :data:`FP32_KERNEL_ENV`).
+    """"onednn" or "aten": the fp32 CPU kernel for an (out, in) layer (see :data:`FP32_KERNEL_ENV`).
 
-    Only a one-slot lifter (webcam, demo, video) chooses by measurement, once per process,
-    shape and torch thread count, so that lifters of a process compute alike: at batch 1 the
-    two kernels differ most (addmm 0.76 vs oneDNN 1.05 ms for the shipped model's two networks
-    on the Xeon VM, the other way round on Zen 4). Lifters with more slots keep oneDNN: at
-    batches of 16-64 the two were within 4 % on the Xeon VM, close enough that a timing at
-    start-up chose differently from one process to the next."""
+    Chosen once per process, layer shape and torch thread count by timing both at batch 1,
+    where they differ most and the margin is stable from one process to the next; the
+    choice then holds for every batch size (``batch_hint`` does not enter it), so that all
+    lifters of a process, and the workers of one ``serve --workers``, compute alike. On the
+    Xeon VM addmm stepped the shipped model's two networks in 0.76 instead of 1.05 ms at
+    batch 1 and cost 30 % less CPU per pose in ``serve``'s loop at 256 streams; on Zen 4
+    oneDNN won at batch 1. (Timing at the batch hint instead was unstable: at 16-64 the two
+    were within a few per cent in isolation and a start-up timing chose differently from one
+    process to the next.)"""
     import os
 
     forced = os.environ.get(FP32_KERNEL_ENV, "").strip().lower()
@@ -186,8 +188,6 @@ def fp32_kernel(out_features: int, in_features: int, batch_hint: int = 1) -> str
         return forced
     if forced:
         raise ValueError(f"{FP32_KERNEL_ENV} must be 'onednn' or 'aten', got {forced!r}")
-    if batch_hint > 1:
-        return "onednn"
     key = (int(out_features), int(in_features), torch.get_num_threads())
     if key not in _fp32_choice:
         _fp32_choice[key] = _time_fp32_kernels(out_features, in_features)
@@ -198,8 +198,8 @@ PROBE_WEIGHT_BYTES = 8 * 2**20  # the probe steps enough copies of a layer to re
 
 
 def _time_fp32_kernels(out_features: int, in_features: int, calls: int = 20, rounds: int = 3) -> str:
-    """The faster at batch 1 of oneDNN's linear (weights packed for batch 1, as
-    :func:`pack_linear` packs a one-slot lifter's) and aten's addmm (+ReLU) on random data:
+    """The faster at batch 1 of oneDNN's linear (weights packed for batch 1) and aten's
+    addmm (+ReLU) on random data:
     per kernel its best of ``rounds`` timings of ``calls`` passes, the kernels taking turns
     (tens of ms per shape, once per process). A pass runs several copies of the layer,
     ``PROBE_WEIGHT_BYTES`` of weights in all, one after the other, as a model step reads

@@ -7,9 +7,9 @@ and one full collection walks them all: about 130 ms on the 2-core bench machine
 every input message is unpacked into some 50 short-lived objects (a list per joint, its
 floats), so one drain of 512 messages makes ~25,000 allocations. With the default threshold
 (700 allocations per young collection) that was ~35 young collections per drain and a full
-walk every few drains: at 256 streams it cost 40 % of the server's time per pose (226 -> 126
-µs per pose measured in-process, side by side, with :func:`settle_heap`), and each full walk
-is a pause every pose in flight waits for.
+walk every few drains: :func:`settle_heap` takes serve's loop from 180 to 137 µs of CPU per
+pose at 64 streams and from 150 to 120 at 256 (``python -m poselift.bench.server_cpu``,
+bench/results/server_cpu.md), and each full walk was a pause every pose in flight waited for.
 
 :func:`settle_heap` moves everything alive after start-up into the permanent generation
 (:func:`gc.freeze`: collections skip it; it is the long-lived library and model state, never

@@ -20,9 +20,10 @@ def configure_thread_pools() -> None:
       threads collapsed the load curve to 625 fps;
     * the motion stage and the root fit multiply matrices of a few hundred rows per round,
       large enough for OpenBLAS to split them over its pool, whose workers then spin between
-      calls: at 64 and 256 streams the server used two cores' CPU time for the wall time of
-      one (157 vs 325 us of CPU per pose, the same wall time), a core the sender, a second
-      worker or the neighbours needed. Splits of matrices this small gain nothing.
+      calls: at 64 and 256 streams serve's loop used two cores' CPU time for the wall time of
+      one (277 vs 120 µs of CPU per pose at 256 streams, the same wall time;
+      bench/results/server_cpu.md), a core the sender, a second worker or the neighbours
+      needed. Splits of matrices this small gain nothing.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

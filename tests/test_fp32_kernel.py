@@ -1,6 +1,6 @@
 """The fp32 CPU kernel choice (model.kernels.fp32_kernel): oneDNN's prepacked linear or aten's
-addmm, measured once per process and layer shape for one-slot lifters (oneDNN for more
-slots), or fixed by POSELIFT_FP32_KERNEL; both stream exactly."""
+addmm, measured at batch 1 once per process and layer shape for every lifter, or fixed by
+POSELIFT_FP32_KERNEL; both stream exactly."""
 
 import pytest
 import torch
@@ -32,20 +32,18 @@ def test_environment_fixes_the_kernel_and_a_bad_value_is_refused(monkeypatch, fr
         kernels.fp32_kernel(BIG, 3 * BIG)
 
 
-def test_one_slot_lifters_measure_once_per_shape_and_larger_ones_keep_onednn(monkeypatch, fresh_choices):
+def test_one_measurement_per_shape_holds_for_every_lifter_of_the_process(monkeypatch, fresh_choices):
     if not kernels._onednn_ok():
         pytest.skip("no oneDNN in this torch: nothing to choose")
     calls = []
     monkeypatch.setattr(kernels, "_time_fp32_kernels", lambda *key: calls.append(key) or "aten")
     model = random_model((3, 3, 3), causal=True, channels=BIG)
-    lifters = [StreamingLifter(model, batch_size=1, device="cpu") for _ in range(2)]
-    assert calls == [(BIG, 3 * BIG)]  # two lifters, two wide block layers of one shape: one timing
+    lifters = [StreamingLifter(model, batch_size=b, device="cpu") for b in (1, 1, 4, 64)]
+    assert calls == [(BIG, 3 * BIG)]  # four lifters, two wide block layers of one shape: one timing
     assert all(lf.backend == "aten-fp32" for lf in lifters)
-    assert StreamingLifter(model, batch_size=4, device="cpu").backend == "onednn-fp32+aten-fp32"  # 1x1: addmm
-    assert calls == [(BIG, 3 * BIG)]  # more slots: no timing
     monkeypatch.setattr(kernels, "_time_fp32_kernels", lambda *key: "onednn")
     monkeypatch.setattr(kernels, "_fp32_choice", {})
-    assert StreamingLifter(model, batch_size=1, device="cpu").backend == "onednn-fp32+aten-fp32"
+    assert StreamingLifter(model, batch_size=4, device="cpu").backend == "onednn-fp32+aten-fp32"  # 1x1: addmm
 
 
 def test_the_measurement_answers_a_kernel_name(fresh_choices):
