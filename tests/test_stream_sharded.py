@@ -411,10 +411,14 @@ def test_sigterm_flushes_reports_and_leaves_no_worker(checkpoint):
             if rx.poll(200):
                 got.append(msgpack.unpackb(rx.recv_multipart()[-1], raw=False))
         proc.send_signal(signal.SIGTERM)
+        # Read until the front has exited and its forwarded tail is drained: workers also send
+        # periodic `counters` status (every second), so the last one of each worker is its final.
         t_end = time.monotonic() + 30
-        while time.monotonic() < t_end and sum(m.get("event") == "counters" for m in got) < WORKERS:
+        while time.monotonic() < t_end and proc.poll() is None:
             if rx.poll(200):
                 got.append(msgpack.unpackb(rx.recv_multipart()[-1], raw=False))
+        while rx.poll(500):
+            got.append(msgpack.unpackb(rx.recv_multipart()[-1], raw=False))
         out_text, err = proc.communicate(timeout=30)
         tx.close()
         rx.close()
@@ -423,8 +427,8 @@ def test_sigterm_flushes_reports_and_leaves_no_worker(checkpoint):
             proc.kill()
     assert proc.returncode == 0, err
     assert sum(m["type"] == "pose3d" for m in got) == 120
-    finals = [m["counters"] for m in got if m.get("event") == "counters"]
-    assert sorted(c["worker"] for c in finals) == list(range(WORKERS)) and sum(c["published"] for c in finals) == 120
+    latest = {m["counters"]["worker"]: m["counters"] for m in got if m.get("event") == "counters"}
+    assert sorted(latest) == list(range(WORKERS)) and sum(c["published"] for c in latest.values()) == 120
     assert "stopped by SIGTERM" in out_text and "received 120, published 120" in out_text
     assert all(_gone(pid, 5) for pid in pids)
 
