@@ -15,6 +15,8 @@ import sys
 import time
 import zlib
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgpack
@@ -370,6 +372,17 @@ def _serve(checkpoint, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
+@contextmanager
+def _serving(checkpoint, *args: str) -> Iterator[subprocess.Popen]:
+    """:func:`_serve`, killed on the way out if the test left it running."""
+    proc = _serve(checkpoint, *args)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def _started(proc: subprocess.Popen, timeout: float = 120.0) -> tuple[list[int], str, str]:
     """Read serve's start lines: the worker pids and the two endpoints."""
     pids, ends = [], {}
@@ -396,8 +409,7 @@ def _gone(pid: int, within: float) -> bool:
 
 
 def test_sigterm_flushes_reports_and_leaves_no_worker(checkpoint):
-    proc = _serve(checkpoint, "--lossless")
-    try:
+    with _serving(checkpoint, "--lossless") as proc:
         pids, inp, out = _started(proc)
         assert len(pids) == WORKERS
         streams = [f"term{i}" for i in range(6)]
@@ -422,9 +434,6 @@ def test_sigterm_flushes_reports_and_leaves_no_worker(checkpoint):
         out_text, err = proc.communicate(timeout=30)
         tx.close()
         rx.close()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, err
     assert sum(m["type"] == "pose3d" for m in got) == 120
     latest = {m["counters"]["worker"]: m["counters"] for m in got if m.get("event") == "counters"}
@@ -434,8 +443,7 @@ def test_sigterm_flushes_reports_and_leaves_no_worker(checkpoint):
 
 
 def test_a_second_signal_stops_at_once_with_a_stalled_lossless_consumer(checkpoint):
-    proc = _serve(checkpoint, "--lossless")
-    try:
+    with _serving(checkpoint, "--lossless") as proc:
         pids, inp, out = _started(proc)
         ctx = zmq.Context.instance()
         rx = ctx.socket(zmq.PULL)  # connected, never reads: the workers' output backs up
@@ -464,23 +472,16 @@ def test_a_second_signal_stops_at_once_with_a_stalled_lossless_consumer(checkpoi
         waited = time.monotonic() - t0
         tx.close()
         rx.close()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, err
     assert "stopped by SIGTERM (forced: pending poses not flushed)" in out_text and "final counters:" in out_text
     assert waited < 5 and all(_gone(pid, 5) for pid in pids)
 
 
 def test_a_dead_worker_stops_the_server_with_one_line(checkpoint):
-    proc = _serve(checkpoint)  # live: a lossless tail would wait its linger for the absent consumer
-    try:
+    with _serving(checkpoint) as proc:  # live: a lossless tail would wait its linger for the absent consumer
         pids, _, _ = _started(proc)
         os.kill(pids[1], signal.SIGKILL)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and re.search(rf"worker 1 \(pid {pids[1]}\) exited with code -9", lines[0]), err
@@ -488,15 +489,11 @@ def test_a_dead_worker_stops_the_server_with_one_line(checkpoint):
 
 
 def test_workers_stop_when_the_front_is_killed(checkpoint):
-    proc = _serve(checkpoint)
-    try:
+    with _serving(checkpoint) as proc:
         pids, _, _ = _started(proc)
         proc.kill()
         proc.communicate(timeout=10)
         assert all(_gone(pid, 10) for pid in pids)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 def test_start_errors_are_one_line(tmp_path, checkpoint):
