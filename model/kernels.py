@@ -83,15 +83,14 @@ def linear_backend(precision: str | Precision, device: torch.device | str) -> st
     return f"onednn-{precision}" if _onednn_ok() else f"aten-{precision}"
 
 
-def layer_backend(out_features: int, in_features: int, precision: str | Precision, device: torch.device | str,
-                  batch_hint: int = 1) -> str:
+def layer_backend(out_features: int, in_features: int, precision: str | Precision, device: torch.device | str) -> str:
     """The kernel :func:`pack_linear` uses for an (out, in) layer: :func:`linear_backend`,
     except that fp32 CPU layers run as aten's addmm when small (:data:`SMALL_LAYER`) or
     where :func:`fp32_kernel` measured addmm faster on this CPU."""
     device = torch.device(device)
     backend = linear_backend(precision, device)
     if backend == "onednn-fp32" and (out_features * in_features <= SMALL_LAYER
-                                     or fp32_kernel(out_features, in_features, batch_hint) == "aten"):
+                                     or fp32_kernel(out_features, in_features) == "aten"):
         return "aten-fp32"
     return backend
 
@@ -108,7 +107,7 @@ def pack_linear(
     """
     device = torch.device(device)
     prec = get_precision(precision, device)
-    backend = layer_backend(weight.shape[0], weight.shape[1], prec, device, batch_hint)
+    backend = layer_backend(weight.shape[0], weight.shape[1], prec, device)
     weight = weight.detach().float().to(device)
     bias = bias.detach().float().to(device)
     act = prec.activation_dtype
@@ -169,16 +168,16 @@ def pack_linear(
     return plain
 
 
-def fp32_kernel(out_features: int, in_features: int, batch_hint: int = 1) -> str:
+def fp32_kernel(out_features: int, in_features: int) -> str:
     """"onednn" or "aten": the fp32 CPU kernel for an (out, in) layer (see :data:`FP32_KERNEL_ENV`).
 
     Chosen once per process, layer shape and torch thread count by timing both at batch 1,
     where they differ most and the margin is stable from one process to the next; the
-    choice then holds for every batch size (``batch_hint`` does not enter it), so that all
-    lifters of a process, and the workers of one ``serve --workers``, compute alike. On the
-    Xeon VM addmm stepped the shipped model's two networks in 0.76 instead of 1.05 ms at
-    batch 1 and cost 30 % less CPU per pose in ``serve``'s loop at 256 streams; on Zen 4
-    oneDNN won at batch 1. (Timing at the batch hint instead was unstable: at 16-64 the two
+    choice then holds for every batch size, so that all lifters of a process, and the
+    workers of one ``serve --workers``, compute alike. On the Xeon VM addmm stepped the
+    shipped model's two networks in 0.76 instead of 1.05 ms at batch 1 and cost 10-20 % less
+    CPU per pose in ``serve``'s loop at 64 and 256 streams (bench/results/server_cpu.md); on
+    Zen 4 oneDNN won at batch 1. (Timing at the batch hint instead was unstable: at 16-64 the two
     were within a few per cent in isolation and a start-up timing chose differently from one
     process to the next.)"""
     import os

@@ -134,7 +134,7 @@ class StreamingLifter:
             # 384-channel model), and the keypoints are not rounded to bf16 (about 2 px at 1000 px) on the way in.
             precision = "fp32" if edge else self.precision
             if not edge:
-                kernels[layer_backend(weight.shape[0], weight.shape[1], precision, self.device, batch_size)] = None
+                kernels[layer_backend(weight.shape[0], weight.shape[1], precision, self.device)] = None
             return pack_linear(weight, bias, precision, self.device, relu, batch_size)
 
         # Tap-major weight matrices: taps (b, W, C_in) flatten to (b, W * C_in).
