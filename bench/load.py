@@ -40,12 +40,12 @@ def _server_main(conn, max_streams: int, threads: int, max_drain: int | None, as
         from poselift.stream.service import PoseServer
 
         if as_serve:  # what `poselift serve` runs: the causal model, its trajectory model, serve's stages
-            from poselift.stream.apps import load_lookahead_model, make_engine, motion_stages
-            from poselift.stream.fps_check import FrameRateCheck
+            from poselift.stream.apps import serve_parts
 
-            ckpt = load_lookahead_model(None, "causal", None)
-            engine = make_engine(ckpt, device=device, precision=precision, max_streams=max_streams, threads=threads)
-            stages = [FrameRateCheck(ckpt.fps, warn=lambda _m: None), *motion_stages(engine)]
+            # the paced senders are not 30 fps cameras: the frame-rate check's line is noise here
+            parts = serve_parts(device=device, precision=precision, max_streams=max_streams, threads=threads,
+                                warn=lambda _line: None)
+            engine, stages, ckpt = parts.engine, parts.stages, parts.ckpt
             label = f"{Path(ckpt.path).name}, trajectory model {'yes' if ckpt.trajectory_model is not None else 'no'}"
         else:  # the pose model alone, no stages (bench_zmq's figures)
             import torch

@@ -291,17 +291,19 @@ def serve_parts(*, checkpoint: str | Path | None = None, device: str = "auto", p
                 max_streams: int = 16, policy: GapPolicy | None = None, threads: int | None = 1,
                 allow_remote: bool = False, raw: bool = False, vmc: str | None = None,
                 lookahead: int | None = None, smooth: bool = False, smooth_min_cutoff: float = 1.0,
-                smooth_beta: float = 0.5) -> ServeParts:
+                smooth_beta: float = 0.5, warn: Callable[[str], None] | None = None) -> ServeParts:
     """The model, engine and stages of ``serve``, built once here for the single server
-    (:func:`run_serve`) and for each worker of ``serve --workers N`` (:mod:`stream.sharded`),
-    so that both lift exactly alike."""
+    (:func:`run_serve`), for each worker of ``serve --workers N`` (:mod:`stream.sharded`)
+    and for the benches' servers, so that all of them lift exactly alike. ``warn``: where
+    the frame-rate check's one line goes (default stderr; the load bench, whose paced
+    senders are not 30 fps cameras, silences it)."""
     from .fps_check import FrameRateCheck
 
     vmc_sender = _open_vmc(vmc, allow_remote, raw)
     ckpt = load_lookahead_model(checkpoint, "causal", lookahead)
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=max_streams, policy=policy,
                          threads=threads)
-    stages = [FrameRateCheck(getattr(ckpt, "fps", 30.0)),
+    stages = [FrameRateCheck(getattr(ckpt, "fps", 30.0), warn=warn),
               *smoothing_stages(engine, ckpt.fps, smooth, smooth_min_cutoff, smooth_beta),
               *motion_stages(engine, raw=raw, vmc=vmc_sender)]
     return ServeParts(ckpt, engine, stages, vmc_sender)

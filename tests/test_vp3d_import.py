@@ -228,6 +228,24 @@ def test_serve_says_once_when_the_feed_rate_differs():
     assert len(lines) == 1 and "'b'" in lines[0] and "trained at 50 fps" in lines[0] and "25 fps" in lines[0]
 
 
+def test_serve_parts_sends_the_rate_line_where_told(capsys):
+    """serve's stages say it on stderr; a caller that is not a camera (the load bench) can
+    take the line instead, through the same stages that serve runs."""
+    from poselift.stream.apps import serve_parts
+    from poselift.stream.engine import PoseOut
+    from poselift.stream.fps_check import FrameRateCheck
+
+    def check_of(parts):
+        return next(s for s in parts.stages if isinstance(s, FrameRateCheck))
+
+    fast = [PoseOut("a", i, 100 + i / 90.0, 0.0, np.zeros((17, 3)), True, False, []) for i in range(60)]
+    lines = []
+    check_of(serve_parts(max_streams=1, warn=lines.append))(fast)
+    assert len(lines) == 1 and "90 fps" in lines[0] and capsys.readouterr().err == ""
+    check_of(serve_parts(max_streams=1))(list(fast))
+    assert "90 fps" in capsys.readouterr().err
+
+
 class _OldNumpyRandomState:
     """Pickles like a RandomState did under numpy < 1.17 (the official files are from 2018-19):
     ``numpy.random.__RandomState_ctor()`` with the legacy state tuple set through BUILD."""
