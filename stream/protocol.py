@@ -67,12 +67,9 @@ class ProtocolError(ValueError):
 
 
 @dataclass
-class Frame2D:
-    """One validated 2D input frame, still in its own layout and in pixels.
-
-    ``kp`` is (J, 2) float64 pixels; a missing joint is NaN in both coordinates.
-    ``conf`` is (J,) float64 in [0, 1] or None when the sender gave no confidences.
-    """
+class _FrameFields:
+    """The scalar fields every 2D frame message carries, once for the checked header and
+    the frame built from it."""
 
     stream: str
     frame: int
@@ -80,6 +77,16 @@ class Frame2D:
     layout: str
     width: int
     height: int
+
+
+@dataclass
+class Frame2D(_FrameFields):
+    """One validated 2D input frame, still in its own layout and in pixels.
+
+    ``kp`` is (J, 2) float64 pixels; a missing joint is NaN in both coordinates.
+    ``conf`` is (J,) float64 in [0, 1] or None when the sender gave no confidences.
+    """
+
     kp: np.ndarray
     conf: np.ndarray | None = None
     t_recv: float = 0.0  # time.perf_counter() when received (for latency), not on the wire
@@ -113,15 +120,9 @@ def _check_stream(stream: Any) -> str:
 
 
 @dataclass
-class _Header:
+class _Header(_FrameFields):
     """The checked fields of a 2D frame message, before its keypoints are checked."""
 
-    stream: str
-    frame: int
-    t: float
-    layout: str
-    width: int
-    height: int
     kp: Any  # the message's `kp` list, not yet checked beyond its length
 
 
