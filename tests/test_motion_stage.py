@@ -124,3 +124,20 @@ def test_settled_poses_use_the_announced_skeleton_until_it_changes():
             np.testing.assert_allclose(bone_lengths(out.joints[0])[[0, 1, 2, 6, 7, 8]], announced[[0, 1, 2, 6, 7, 8]],
                                        atol=1e-9)
     assert not np.allclose(stage.body.lengths[0], announced, atol=1e-6)  # the estimate itself moved on
+
+
+def test_motion_bench_command_line_asks_before_it_writes(tmp_path, monkeypatch, capsys):
+    """``--help`` and unknown options are answered by the parser: nothing is measured and no
+    file appears (``--help`` once ran the whole bench and wrote a JSON file named ``--help``)."""
+    import pytest
+
+    from poselift.bench import motion
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(motion, "bench_motion", lambda **_kw: pytest.fail("measured"))
+    for argv, code in ((["--help"], 0), (["--frames", "3"], 2)):
+        with pytest.raises(SystemExit) as exit_:
+            motion.main(argv)
+        assert exit_.value.code == code
+    assert list(tmp_path.iterdir()) == []
+    assert "--time-only" in capsys.readouterr().out
