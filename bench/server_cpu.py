@@ -40,6 +40,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "oneDNN kernel": {"settle": True, "env": {"POSELIFT_FP32_KERNEL": "onednn"}},
     "OpenBLAS pool": {"settle": True, "env": {"OPENBLAS_NUM_THREADS": str(os.cpu_count() or 2)}},
 }
+MODEL_KEYS = ("pose_step_us_per_stream", "trajectory_step_us_per_stream")
 DRAIN = 512  # messages per poll, the server's default bound (stream.service.MAX_DRAIN)
 
 
@@ -84,9 +85,27 @@ def _measure(conn, streams: int, poses: int, settle: bool, env: dict[str, str]) 
         n = server.publisher.published - start_published
         conn.send({"us_per_pose_cpu": (time.process_time() - cpu) / n * 1e6,
                    "us_per_pose_wall": (time.perf_counter() - wall) / n * 1e6, "poses": n,
-                   "kernel": parts.engine.lifter.backend})
+                   "kernel": parts.engine.lifter.backend, **_model_share(parts.engine, streams)})
     finally:
         server.close()
+
+
+def _model_share(engine, streams: int, steps: int = 50) -> dict[str, float]:
+    """CPU time per stream of the two networks' batched step alone, every slot stepped at once
+    (the whole-batch path), after the loop: the part of a pose that no loop code can remove."""
+    import torch
+
+    x = torch.zeros(streams, 17, 2)
+    out = {}
+    for name, lifter in (("pose_step_us_per_stream", engine.lifter), ("trajectory_step_us_per_stream", engine.traj)):
+        if lifter is None:
+            continue
+        lifter.step(x)
+        cpu = time.process_time()
+        for _ in range(steps):
+            lifter.step(x)
+        out[name] = (time.process_time() - cpu) / steps / streams * 1e6
+    return out
 
 
 def _run_variant(streams: int, poses: int, variant: dict[str, Any]) -> dict[str, Any]:
@@ -105,21 +124,23 @@ def _run_variant(streams: int, poses: int, variant: dict[str, Any]) -> dict[str,
 
 def server_cpu(stream_counts: tuple[int, ...] = (8, 64, 256), repeats: int = 3, poses: int = 20_000) -> dict:
     """``{"streams_S": {variant: {"us_per_pose_cpu": median, "runs": [...]}}, "load_average": ...}``."""
-    import platform
     import statistics
 
     from tqdm import tqdm
+
+    from .hardware import cpu_model
 
     runs: dict[int, dict[str, list[dict]]] = {s: {v: [] for v in VARIANTS} for s in stream_counts}
     jobs = [(s, v) for _ in range(repeats) for s in stream_counts for v in VARIANTS]
     load_before = os.getloadavg()[0]
     for s, v in tqdm(jobs, desc="server CPU", unit="run"):
         runs[s][v].append(_run_variant(s, poses, VARIANTS[v]))
-    out: dict[str, Any] = {"hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+    out: dict[str, Any] = {"hardware": f"{cpu_model()}, {os.cpu_count()} cores",
                            "load_average": [load_before, os.getloadavg()[0]], "drain": DRAIN, "poses": poses}
     for s in stream_counts:
         out[f"streams_{s}"] = {v: {"us_per_pose_cpu": statistics.median(r["us_per_pose_cpu"] for r in rs),
                                    "us_per_pose_wall": statistics.median(r["us_per_pose_wall"] for r in rs),
+                                   **{k: statistics.median(r[k] for r in rs) for k in MODEL_KEYS if k in rs[0]},
                                    "kernel": rs[0]["kernel"], "runs": rs}
                                for v, rs in runs[s].items()}
     return out
@@ -135,6 +156,16 @@ def markdown(r: dict) -> str:
             lines.append(f"| {key.split('_')[1]} | "
                          + " | ".join(f"{by_variant[v]['us_per_pose_cpu']:.0f} ({by_variant[v]['kernel']})"
                                       for v in VARIANTS) + " |")
+    shipped = [(key.split("_")[1], by_variant["shipped"]) for key, by_variant in r.items() if key.startswith("streams_")]
+    if all(MODEL_KEYS[0] in b for _, b in shipped):
+        lines += ["", "Of that, as shipped, the two networks' batched step alone (CPU µs per stream, every slot "
+                      "stepped at once, after the loop):", "",
+                  "| streams | pose network | trajectory network | the rest of a pose (loop, decode, intake, roots, "
+                  "motion stage, encoding) |", "|---:|---:|---:|---:|"]
+        for streams, b in shipped:
+            model = b[MODEL_KEYS[0]] + b.get(MODEL_KEYS[1], 0.0)
+            lines.append(f"| {streams} | {b[MODEL_KEYS[0]]:.0f} | {b.get(MODEL_KEYS[1], 0.0):.0f} | "
+                         f"{b['us_per_pose_cpu'] - model:.0f} |")
     return "\n".join(lines) + "\n"
 
 
