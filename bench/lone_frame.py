@@ -26,16 +26,15 @@ that numpy's and OpenMP's thread settings are in place before they load, as in `
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing as mp
 import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from poselift.thread_pools import configure_thread_pools
+
+from .isolated import in_spawned_process, write_results
 
 
 def _timed(fn: Callable[..., Any], times: list[float]) -> Callable[..., Any]:
@@ -121,18 +120,8 @@ def measure(frames: int = 3000, streams: int = 8) -> dict[str, Any]:
     """:func:`lone_frame_parts` in a spawned process, with the machine named."""
     from .hardware import cpu_model
 
-    configure_thread_pools()  # inherited by the child, whose numpy loads before its first line
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_child, args=(child, frames, streams))
     load_before = os.getloadavg()[0]
-    proc.start()
-    try:
-        if not parent.poll(600):
-            raise RuntimeError("the measuring process did not answer within 600 s")
-        out = parent.recv()
-    finally:
-        proc.join(30)
+    out = in_spawned_process(_child, frames, streams)
     out["hardware"] = f"{cpu_model()}, {os.cpu_count()} cores"
     out["load_average"] = [load_before, os.getloadavg()[0]]
     return out
@@ -159,12 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--md")
     args = p.parse_args(argv)
     r = measure(args.frames)
-    if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
-    md = markdown(r)
-    if args.md:
-        Path(args.md).write_text(md)
-    print(md)
+    write_results(r, markdown(r), args.json, args.md)
     return r
 
 

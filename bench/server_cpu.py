@@ -25,14 +25,13 @@ wall time.
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing as mp
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from poselift.thread_pools import configure_thread_pools
+
+from .isolated import in_spawned_process, write_results
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "shipped": {"settle": True, "env": {}},
@@ -109,17 +108,7 @@ def _model_share(engine, streams: int, steps: int = 50) -> dict[str, float]:
 
 
 def _run_variant(streams: int, poses: int, variant: dict[str, Any]) -> dict[str, Any]:
-    configure_thread_pools()  # inherited by the child, whose numpy loads before its first line
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_measure, args=(child, streams, poses, variant["settle"], variant["env"]))
-    proc.start()
-    try:
-        if not parent.poll(600):
-            raise RuntimeError("the measuring process did not answer within 600 s")
-        return parent.recv()
-    finally:
-        proc.join(30)
+    return in_spawned_process(_measure, streams, poses, variant["settle"], variant["env"])
 
 
 def server_cpu(stream_counts: tuple[int, ...] = (8, 64, 256), repeats: int = 3, poses: int = 20_000) -> dict:
@@ -178,12 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--md")
     args = p.parse_args(argv)
     r = server_cpu(tuple(int(x) for x in args.streams.split(",")), args.repeats, args.poses)
-    if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
-    md = markdown(r)
-    if args.md:
-        Path(args.md).write_text(md)
-    print(md)
+    write_results(r, markdown(r), args.json, args.md)
     return r
 
 
