@@ -80,7 +80,7 @@ def fps_warning(model_fps: float, feed_fps: float | None, tolerance: float = 0.1
     if not feed_fps or feed_fps <= 0 or abs(feed_fps - model_fps) <= tolerance * model_fps:
         return None
     # What it costs, measured (train/results/frame_rate_sensitivity.md): the shipped 30 fps
-    # models lose 0.2-0.9 % P1 at 20-25 fps, 0.5-1.6 % at 60 and 2-4 % at 15 or 120 fps.
+    # models lose 0.2-0.9 % P1 at 20-25 fps, 0.5-1.9 % at 60 and 2-5 % at 15 or 120 fps.
     # Interpolating a slower feed up to the model's rate does not help (it only smooths).
     return (f"warning: the model was trained at {model_fps:g} fps, the input runs at {feed_fps:.3g} fps, so its "
             f"temporal filters see the motion {model_fps / feed_fps:.2g}x as fast; 3D poses may be a little less "
