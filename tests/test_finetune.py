@@ -37,3 +37,20 @@ def test_freeze_batch_norm_keeps_running_statistics(tmp_path, mocap_dir):
         t.train_epoch()
         assert torch.equal(t.model.expand_bn.running_mean, before) == freeze
         assert not torch.equal(t.model.expand_conv.weight, weight)  # the rest trains either way
+
+
+def test_a_single_frame_model_fine_tunes_from_its_own_checkpoint(tmp_path, mocap_dir):
+    """At a receptive field of 1, causal and symmetric are one model: a single-frame checkpoint
+    (stored as symmetric) starts a single-frame fine-tune, however the flag is set."""
+    takes = load_takes(mocap_dir / "subject_05", progress=False) + load_takes(mocap_dir / "subject_06", progress=False)
+    source = TemporalModel(ModelConfig(filter_widths=(1, 1), causal=False, channels=16, dropout=0.25))
+    save_checkpoint(tmp_path / "single.pt", source, fps=30.0)
+    base = dict(data="unused", filter_widths=(1, 1), channels=16, validation_subjects=("06",), variants=0, dropout=0.0)
+    for causal in (False, True):
+        t = Trainer(TrainConfig(init_from=str(tmp_path / "single.pt"), causal=causal, **base), "cpu", takes,
+                    progress=False)
+        for k, v in source.state_dict().items():
+            assert torch.equal(t.model.state_dict()[k], v), k
+    with pytest.raises(ValueError, match="architecture"):  # a temporal model is not a single-frame one
+        Trainer(TrainConfig(init_from=str(tmp_path / "single.pt"), **(base | dict(filter_widths=(3, 3)))), "cpu",
+                takes, progress=False)

@@ -204,8 +204,14 @@ class Trainer:
         loaded = load_checkpoint(path).model
         # dropout and look-ahead may differ: every future_frames variant has the same parameter shapes
         # (ModelConfig.with_future_frames), so a causal model is a starting point for a look-ahead one
-        mine = self.model.config
-        if loaded.config.with_future_frames(mine.future_frames) != dataclasses.replace(mine, dropout=loaded.config.dropout):
+        # (both sides normalised alike: at a receptive field of 1, F = 0 is causal and symmetric
+        # at once, so a single-frame model's stored causal flag must not count)
+        mine = self.model.config.with_future_frames(self.model.config.future_frames)
+        try:
+            same = dataclasses.replace(loaded.config.with_future_frames(mine.future_frames), dropout=mine.dropout) == mine
+        except ValueError:  # a look-ahead the loaded filter widths cannot have: another architecture
+            same = False
+        if not same:
             raise ValueError(f"{path}: its architecture {loaded.config} differs from the configured "
                              f"{mine}; pass the same --arch/--channels (dropout and --future-frames may differ)")
         self.model.load_state_dict({k: v.to(self.device) for k, v in loaded.state_dict().items()})
