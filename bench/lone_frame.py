@@ -53,27 +53,13 @@ def lone_frame_parts(frames: int = 3000, streams: int = 8) -> dict[str, Any]:
 
     from poselift.gc_policy import settle_heap
     from poselift.stream import service
-    from poselift.stream.apps import serve_parts
-    from poselift.stream.service import PoseServer
 
-    from .load import messages
+    from .server_cpu import in_memory_server
 
-    parts = serve_parts(max_streams=max(streams, 8), warn=lambda _line: None)
-    server = PoseServer(parts.engine, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", lossless=True,
-                        status_interval_s=0, stages=parts.stages)
-    msgs = messages(streams, 240)
-    order = [msgs[s][f] for f in range(240) for s in range(streams)]  # round robin: each frame alone
-    position = [0]
-
-    def one_message(_timeout_ms: int) -> tuple[list[bytes], list[float]]:
-        i = position[0]
-        position[0] = (i + 1) % len(order)
-        return [order[i]], [time.perf_counter()]
-
+    # round robin over the streams, one message a poll: every frame is a round of its own
+    parts, server = in_memory_server(streams, 1, max_streams=max(streams, 8), warn=lambda _line: None)
     times: dict[str, list[float]] = defaultdict(list)
     engine = parts.engine
-    server._drain = one_message
-    server.publisher._send = lambda topic, payload, block=True: True
     decode = service.decode_inputs
     service.decode_inputs = _timed(decode, times["decode"])
     try:
@@ -87,7 +73,7 @@ def lone_frame_parts(frames: int = 3000, streams: int = 8) -> dict[str, Any]:
         server.loop.stages = [_timed(stage, times[f"stage: {type(stage).__name__}"]) for stage in server.loop.stages]
         server.publisher.send_poses = _timed(server.publisher.send_poses, times["publish"])
         server.loop.batch_sink = server.publisher.send_poses
-        for _ in range(min(500, 2 * len(order))):  # every stream started and warm
+        for _ in range(min(500, 2 * 240 * streams)):  # every stream started and warm (240 frames each)
             server.poll_once()
         settle_heap()
         for t in times.values():

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from poselift.thread_pools import configure_thread_pools
@@ -43,20 +44,19 @@ MODEL_KEYS = ("pose_step_us_per_stream", "trajectory_step_us_per_stream")
 DRAIN = 512  # messages per poll, the server's default bound (stream.service.MAX_DRAIN)
 
 
-def _measure(conn, streams: int, poses: int, settle: bool, env: dict[str, str]) -> None:
-    """In a spawned process: time ``poses`` poses of ``streams`` streams through poll_once."""
-    import sys
-
-    assert "numpy" not in sys.modules, "numpy must load after the variant's environment is set"
-    os.environ.update(env)
-    configure_thread_pools()
-    from poselift.gc_policy import settle_heap
+def in_memory_server(streams: int, per_poll: int, *, max_streams: int | None = None,
+                     warn: Callable[[str], None] | None = None) -> tuple[Any, Any]:
+    """``(serve_parts(...), PoseServer)`` as ``poselift serve --lossless`` builds them, with the
+    sockets replaced: each ``poll_once`` reads the next ``per_poll`` of ``streams`` streams'
+    pre-encoded messages (round robin, from the start again at the end) and sends go nowhere,
+    so the loop itself is what a bench times. ``warn``: the frame-rate check's line (see
+    :func:`poselift.stream.apps.serve_parts`)."""
     from poselift.stream.apps import serve_parts
     from poselift.stream.service import PoseServer
 
     from .load import messages
 
-    parts = serve_parts(max_streams=streams)
+    parts = serve_parts(max_streams=max_streams or streams, warn=warn)
     server = PoseServer(parts.engine, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", lossless=True,
                         status_interval_s=0, stages=parts.stages)
     frames = 240
@@ -66,12 +66,25 @@ def _measure(conn, streams: int, poses: int, settle: bool, env: dict[str, str]) 
 
     def drain(_timeout_ms: int) -> tuple[list[bytes], list[float]]:
         i = position[0]
-        batch = order[i:i + DRAIN]
-        position[0] = 0 if i + DRAIN >= len(order) else i + DRAIN
+        batch = order[i:i + per_poll]
+        position[0] = 0 if i + per_poll >= len(order) else i + per_poll
         return batch, [time.perf_counter()] * len(batch)
 
-    server._drain = drain  # in memory: the loop itself is what is timed
+    server._drain = drain
     server.publisher._send = lambda topic, payload, block=True: True
+    return parts, server
+
+
+def _measure(conn, streams: int, poses: int, settle: bool, env: dict[str, str]) -> None:
+    """In a spawned process: time ``poses`` poses of ``streams`` streams through poll_once."""
+    import sys
+
+    assert "numpy" not in sys.modules, "numpy must load after the variant's environment is set"
+    os.environ.update(env)
+    configure_thread_pools()
+    from poselift.gc_policy import settle_heap
+
+    parts, server = in_memory_server(streams, DRAIN)
     try:
         for _ in range(max(4, 2 * streams // DRAIN + 2)):  # every stream started, kernels warm
             server.poll_once()

@@ -29,8 +29,8 @@ import queue
 import statistics
 import threading
 import time
-from pathlib import Path
 
+from poselift.bench.isolated import write_results
 from poselift.thread_pools import configure_thread_pools
 
 MODES = ("plain", "reader", "reader+writer")
@@ -154,7 +154,4 @@ if __name__ == "__main__":
     args = p.parse_args()
     before = os.getloadavg()[0]
     result = run(args.repeats)
-    md = markdown(result, (before, os.getloadavg()[0]))
-    if args.md:
-        Path(args.md).write_text(md)
-    print(md)
+    write_results(result, markdown(result, (before, os.getloadavg()[0])), None, args.md)

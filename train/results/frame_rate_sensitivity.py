@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from poselift.bench.isolated import write_results
 from poselift.model.checkpoint import load_checkpoint
 from poselift.train.dataset import VALIDATION_SUBJECTS, load_takes
 from poselift.train.evaluate import evaluate_takes
@@ -51,7 +52,5 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--md")
     args = p.parse_args()
-    md = markdown(measure())
-    if args.md:
-        Path(args.md).write_text(md)
-    print(md)
+    r = measure()
+    write_results(r, markdown(r), None, args.md)
