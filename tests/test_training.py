@@ -134,3 +134,42 @@ def test_shipped_models_load_and_beat_trivial_baseline(mocap_dir):
         assert ckpt.fps == 30.0 and ckpt.model.config.causal == (name == "causal")
         result = evaluate_takes(ckpt.model, takes, cameras_per_take=1)
         assert result.mpjpe < 0.08, name  # metres; a mean pose scores ~0.2 m
+
+
+def test_ema_is_the_average_of_the_steps_weights_and_is_what_is_saved(tmp_path, small_takes):
+    decay = 0.9
+    trainer = Trainer(tiny_config(ema_decay=decay, epochs=1), "cpu", small_takes, progress=False)
+    steps: list[torch.Tensor] = []
+    step = trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        out = step(*args, **kwargs)
+        steps.append(trainer.model.expand_conv.weight.detach().clone())
+        return out
+
+    trainer.optimizer.step = recording_step
+    trainer.train_epoch()
+    assert len(steps) == 3
+    expected = steps[0]
+    for w in steps[1:]:
+        expected = decay * expected + (1 - decay) * w
+    averaged = trainer.result_model.expand_conv.weight
+    assert torch.allclose(averaged, expected, atol=1e-7)
+    assert not torch.allclose(averaged, trainer.model.expand_conv.weight)  # not the last step's weights
+    trainer.epoch = 1
+    trainer.save(tmp_path / "m.pt")
+    saved = load_checkpoint(tmp_path / "m.pt").model.expand_conv.weight
+    assert torch.equal(saved, averaged.detach())
+
+
+def test_resume_with_ema_is_bit_for_bit(tmp_path, small_takes):
+    cfg = tiny_config(ema_decay=0.8)
+    train(cfg, tmp_path / "a.pt", device="cpu", takes=small_takes, progress=False, plot=False)
+    train(tiny_config(ema_decay=0.8, epochs=1), tmp_path / "b.pt", device="cpu", takes=small_takes, progress=False,
+          plot=False)
+    train(cfg, tmp_path / "b.pt", resume=True, device="cpu", takes=small_takes, progress=False, plot=False)
+    a = load_checkpoint(tmp_path / "a.pt").model.state_dict()
+    b = load_checkpoint(tmp_path / "b.pt").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="ema_decay"):
+        tiny_config(ema_decay=1.0)

@@ -64,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init", default="", help="fine-tune: start from this checkpoint's weights (same architecture)")
     p.add_argument("--freeze-bn", action="store_true",
                    help="keep batch-norm statistics fixed (fine-tuning with small batches of chunks)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="validate and save an exponential moving average of the weights (per step, e.g. 0.998 "
+                        "averages about the last 500 steps); 0 = the last step's weights")
     p.add_argument("--no-flip", action="store_true", help="disable flip augmentation")
     p.add_argument("--no-distortion", action="store_true", help="train with distortion-free cameras")
     p.add_argument("--validation-subjects", type=_subjects, default=None, help="comma list (default 09,12,94)")
@@ -121,7 +124,8 @@ def run_train(args: argparse.Namespace) -> int:
         labeled_subjects=args.labeled, warmup_epochs=args.warmup_epochs, half_weights=args.half,
         detector_noise=args.detector_noise, velocity_loss_weight=args.velocity_weight,
         acceleration_loss_weight=args.acceleration_weight, val_detector_noise=args.val_detector_noise,
-        init_from=args.init, freeze_batch_norm=args.freeze_bn, future_frames=args.future_frames, **kwargs)
+        init_from=args.init, freeze_batch_norm=args.freeze_bn, future_frames=args.future_frames,
+        ema_decay=args.ema, **kwargs)
     result = train(config, args.out, resume=args.resume, device=args.device)
     if result.interrupted:
         return 130
