@@ -1,7 +1,7 @@
 """Real-video quality of ``poselift video``: limb-length stability, jitter and the root.
 
 There is no 3D ground truth for real footage, so this measures what can be judged without
-it, per video and per model (``--lookahead``), on the output a user gets:
+it, per video and per model (``--lookahead``, ``--flip-tta``), on the output a user gets:
 
 * limb-length CV (std / mean over frames of thighs, shins, upper arms, forearms, averaged)
   of the published joints and of the model's own (``joints_raw``);
@@ -30,8 +30,11 @@ from tqdm import tqdm
 from poselift.model.body import joint_jitter, limb_length_cv
 
 DEFAULT_VIDEO_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "video"
-#: (label, --lookahead) pairs: the offline default (full context) and the live model.
-MODELS: tuple[tuple[str, int], ...] = (("video default (full context)", 121), ("causal, --lookahead 0", 0))
+#: (label, --lookahead, --flip-tta) of each row: the offline default (full context, flip-averaged),
+#: the same without flip averaging, and the live model as a live stream publishes it.
+MODELS: tuple[tuple[str, int, bool], ...] = (("video default (full context, flip-averaged)", 121, True),
+                                             ("full context, --no-flip-tta", 121, False),
+                                             ("causal as live, --lookahead 0 --no-flip-tta", 0, False))
 FLOOR_SIGMA_FRAMES = 2.0
 
 
@@ -55,7 +58,7 @@ def quality(arrays: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def measure(videos: list[Path], models: tuple[tuple[str, int], ...] = MODELS) -> dict[str, dict[str, dict[str, float]]]:
+def measure(videos: list[Path], models: tuple[tuple[str, int, bool], ...] = MODELS) -> dict[str, dict[str, dict[str, float]]]:
     """``{video name: {model label: quality}}``, through :func:`poselift.stream.apps.run_video`."""
     from poselift.stream.apps import run_video
 
@@ -63,9 +66,9 @@ def measure(videos: list[Path], models: tuple[tuple[str, int], ...] = MODELS) ->
     with tempfile.TemporaryDirectory() as tmp:
         for video in tqdm(videos, desc="videos", unit="video"):
             out[video.stem] = {}
-            for label, lookahead in models:
-                npz = Path(tmp) / f"{video.stem}_{lookahead}.npz"
-                run_video(video, out=npz, lookahead=lookahead)
+            for label, lookahead, flip_tta in models:
+                npz = Path(tmp) / f"{video.stem}_{lookahead}_{flip_tta}.npz"
+                run_video(video, out=npz, lookahead=lookahead, flip_tta=flip_tta)
                 with np.load(npz) as data:
                     out[video.stem][label] = quality(dict(data))
     return out

@@ -20,7 +20,7 @@ def edge_pad(keypoints: torch.Tensor, before: int, after: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def lift_sequence(model: _TemporalBase, keypoints: torch.Tensor, device: str | torch.device | None = "cpu",
-                  precision: str | Precision = "fp32") -> torch.Tensor:
+                  precision: str | Precision = "fp32", flip_tta: bool = False) -> torch.Tensor:
     """Offline lifting of whole sequences with the padding convention of the streamer.
 
     ``keypoints`` (B, T, J, F) -> (B, T, J_out, 3): the sequence is edge-padded with
@@ -29,8 +29,21 @@ def lift_sequence(model: _TemporalBase, keypoints: torch.Tensor, device: str | t
     runs as one convolution over the sequence without autograd. Other precisions
     (``bf16``, ``int8``, ``fp16`` on CUDA) stream the sequence through a
     :class:`StreamingLifter` of that precision, which gives the same poses as the live
-    path would.
+    path would. ``flip_tta``: average with the un-mirrored poses of the mirror image
+    (model/mirror.py; H36M-17 input), as ``MirrorAveragedLifter`` does live.
     """
+    if flip_tta:
+        from .mirror import mirror_keypoints, output_flip_permutation, unmirror_poses
+        from .skeleton import flip_permutation
+
+        both = _lift(model, torch.cat([keypoints, mirror_keypoints(keypoints, flip_permutation())]), device, precision)
+        half = len(keypoints)
+        return (both[:half] + unmirror_poses(both[half:], output_flip_permutation(model.config.num_joints_out))) * 0.5
+    return _lift(model, keypoints, device, precision)
+
+
+def _lift(model: _TemporalBase, keypoints: torch.Tensor, device: str | torch.device | None,
+          precision: str | Precision) -> torch.Tensor:
     if get_precision(precision).name != "fp32":
         batch, frames = keypoints.shape[:2]
         lifter = StreamingLifter(model, batch_size=batch, device=device, precision=precision)

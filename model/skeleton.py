@@ -198,3 +198,15 @@ def flip_permutation(left: tuple[int, ...] = H36M_LEFT, right: tuple[int, ...] =
     perm[list(left)] = right
     perm[list(right)] = left
     return perm
+
+
+def model_flip_permutation(input_layout: str) -> np.ndarray:
+    """The left/right permutation of a model's input joints in ``input_layout``, for input
+    fed from the H36M-17 intake (:func:`model_input_index`): joint ``j`` of the mirrored
+    input is joint ``perm[j]`` of the input. Joints the intake builds from one H36M joint
+    (a COCO model's eyes and ears, all the head point) are interchangeable."""
+    index = model_input_index(input_layout)
+    perm = flip_permutation()
+    if index is None:
+        return perm
+    return np.array([index.index(int(perm[h])) for h in index], dtype=np.int64)

@@ -31,6 +31,9 @@ def _temporal_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lookahead", type=int, default=None, metavar="F",
                    help="use the shipped model that sees F future frames (live latency F frames): 0 causal, "
                         "121 full-context (smoothest), others as 'poselift info' lists (default: 0 live, 121 for video)")
+    p.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average every pose with the pose of the mirror image (test-time flip augmentation: "
+                        "lower error and jitter, one more network pass; default: on for video, off live)")
     p.add_argument("--smooth", action="store_true",
                    help="causal One-Euro filter on the output joints (less jitter, a little lag; off by default)")
     p.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ",
@@ -41,7 +44,7 @@ def _temporal_options(p: argparse.ArgumentParser) -> None:
 
 def _temporal_kwargs(a: argparse.Namespace) -> dict:
     return dict(lookahead=a.lookahead, smooth=a.smooth, smooth_min_cutoff=a.smooth_min_cutoff,
-                smooth_beta=a.smooth_beta)
+                smooth_beta=a.smooth_beta, flip_tta=a.flip_tta)
 
 
 def _allow_remote_option(p: argparse.ArgumentParser) -> None:

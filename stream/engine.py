@@ -30,7 +30,8 @@ import torch
 
 from poselift.model import StreamingLifter
 from poselift.model import root as root_model
-from poselift.model.skeleton import model_input_index
+from poselift.model.mirror import MirrorAveragedLifter
+from poselift.model.skeleton import model_flip_permutation, model_input_index
 
 from .gapfill import NUM_JOINTS, GapPolicy
 from .intake import Intake, Meta, Reset, Step
@@ -111,15 +112,25 @@ class LiftEngine:
                  max_streams: int = 16, device: str = "cpu", precision: str = "fp32",
                  policy: GapPolicy | None = None, evict_after_s: float = 2.0,
                  trajectory_meta: dict[str, Any] | None = None, fov_deg: float | None = None,
-                 input_layout: str = "h36m17") -> None:
+                 input_layout: str = "h36m17", flip_tta: bool = False) -> None:
         cfg = model.config
         self.input_index = model_input_index(input_layout)  # a COCO-17 model: its joints from the H36M intake
         if cfg.num_joints_in != NUM_JOINTS or cfg.in_features != 2 or cfg.num_joints_out != NUM_JOINTS:
             raise ValueError("the streaming service needs a 17-joint 2D -> 17-joint 3D model")
-        self.lifter = make_lifter(model, max_streams, device, precision)
-        self.traj: StreamingLifter | None = None
+        # flip_tta: each slot streams its mirror image too, and the two poses are averaged
+        # (model/mirror.py): the same latency, one more network pass per frame.
+        self.flip_tta = flip_tta
+        input_perm = model_flip_permutation(input_layout)
+
+        def lifter_for(net: torch.nn.Module) -> StreamingLifter | MirrorAveragedLifter:
+            if not flip_tta:
+                return make_lifter(net, max_streams, device, precision)
+            return MirrorAveragedLifter(make_lifter(net, 2 * max_streams, device, precision), input_perm)
+
+        self.lifter = lifter_for(model)
+        self.traj: StreamingLifter | MirrorAveragedLifter | None = None
         if trajectory_model is not None:
-            traj = make_lifter(trajectory_model, max_streams, device, precision)
+            traj = lifter_for(trajectory_model)
             if traj.latency_frames != self.lifter.latency_frames or traj.config.num_joints_out != 1:
                 raise ValueError("the trajectory model must output 1 joint and have the pose model's latency")
             self.traj = traj

@@ -173,3 +173,31 @@ def test_the_real_shipped_lookaheads_hold_their_f_and_cover_the_defaults():
         assert (cfg.future_frames, cfg.receptive_field, cfg.channels) == (future, 243, 384)
         if path.stem.startswith("lookahead"):
             assert path.stem == f"lookahead{future}"
+
+
+def test_flip_tta_flags_reach_every_command_and_default_to_video_only(weights, monkeypatch):
+    seen = {}
+    for name in ("run_demo", "run_serve", "run_webcam", "run_video"):
+        monkeypatch.setattr(apps, name, lambda *a, _n=name, **k: seen.__setitem__(_n, k))
+    for flag, want in (([], None), (["--flip-tta"], True), (["--no-flip-tta"], False)):
+        for cmd in (["demo"], ["serve"], ["webcam"], ["video", "x.mp4", "--out", "x.npz"]):
+            assert main([*cmd, *flag]) == 0
+        assert len(seen) == 4 and all(k["flip_tta"] is want for k in seen.values()), flag
+        seen.clear()
+    monkeypatch.undo()
+    monkeypatch.setattr(model_commands, "DEFAULT_WEIGHTS_DIR", weights)
+    # unset: live (serve's parts, shared by demo-like servers) off, offline video on
+    assert apps.serve_parts(warn=lambda _: None).engine.flip_tta is False
+    assert apps.serve_parts(warn=lambda _: None, flip_tta=True).engine.flip_tta is True
+    engines = []
+
+    def capture(ckpt, **kwargs):
+        engines.append(kwargs["flip_tta"])
+        raise UserError("stop here")
+
+    monkeypatch.setattr(apps, "make_engine", capture)
+    assert apps.DEFAULT_VIDEO_FLIP_TTA is True
+    for flip in (None, False):
+        with pytest.raises(UserError, match="stop here"):
+            apps.run_video("x.mp4", out="x.npz", flip_tta=flip, lookahead=13)
+    assert engines == [True, False]

@@ -13,23 +13,24 @@ from tests.helpers import random_model
 from tests.stream_helpers import HEIGHT, WIDTH, project, synthetic_poses
 
 
-def expected(model, timeline):
+def expected(model, timeline, flip_tta=False):
     """Offline poses for a list of segments, each a list of (frame, normalised kp, published)."""
     out = {}
     for seg in timeline:
         x = torch.from_numpy(np.stack([kp for _, kp, _ in seg]))[None]
-        y = lift_sequence(model, x)[0].numpy()
+        y = lift_sequence(model, x, flip_tta=flip_tta)[0].numpy()
         for (frame, _, published), pose in zip(seg, y):
             if published:
                 out.setdefault(frame, []).append(pose)
     return out
 
 
+@pytest.mark.parametrize("flip_tta", [False, True])
 @pytest.mark.parametrize("causal", [True, False])
-def test_drops_and_restarts_match_offline_segments(causal):
+def test_drops_and_restarts_match_offline_segments(causal, flip_tta):
     model = random_model((3, 3), causal=causal, channels=32, seed=4)
     policy = GapPolicy(max_gap_frames=4)
-    eng = LiftEngine(model, max_streams=2, policy=policy)
+    eng = LiftEngine(model, max_streams=2, policy=policy, flip_tta=flip_tta)
     kp = project(synthetic_poses(80, seed=4))
     norm = normalize_screen(kp, WIDTH, HEIGHT)
     # frames sent: 0..19, drop 20-22, 23..34, restart at 5..14, long gap (jump to 40), 40..49
@@ -40,7 +41,7 @@ def test_drops_and_restarts_match_offline_segments(causal):
         seg1.append((f, norm[19] + (norm[23] - norm[19]) * k / 4, False))
     seg1 += [(f, norm[f], True) for f in range(23, 35)]
     timeline = [seg1, [(f, norm[f], True) for f in range(5, 15)], [(f, norm[f], True) for f in range(40, 50)]]
-    want = expected(model, timeline)
+    want = expected(model, timeline, flip_tta)
     out = []
     for f in sent:
         eng.submit(Frame2D("s", f, f / 30, "h36m17", WIDTH, HEIGHT, kp[f]))

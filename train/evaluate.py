@@ -39,17 +39,10 @@ def evaluate_sequences(model: TemporalModel, sequences: list[tuple[str, torch.Te
     Several sequences may share a name (e.g. the views of one take); they are pooled.
     ``flip_tta`` averages the prediction with that of the mirrored input.
     """
-    from poselift.model.skeleton import flip_permutation
-
-    perm = torch.from_numpy(flip_permutation())
     model = model.eval()
     sums: dict[str, dict[str, float]] = {}
     for name, kp, gt in sequences:
-        pred = lift_sequence(model, kp[None], device=device)[0].cpu()
-        if flip_tta:
-            mirrored = kp[:, perm] * torch.tensor([-1.0, 1.0])
-            pred_f = lift_sequence(model, mirrored[None], device=device)[0].cpu()
-            pred = (pred + pred_f[:, perm] * torch.tensor([-1.0, 1.0, 1.0])) / 2
+        pred = lift_sequence(model, kp[None], device=device, flip_tta=flip_tta)[0].cpu()
         if gt.shape[0] > 1:
             m = evaluate_poses(pred.double().numpy(), gt.double().numpy())
         else:
