@@ -39,10 +39,12 @@ DEFAULT_DEMO_OUT = "poselift_demo.gif"
 DEFAULT_LIVE_LOOKAHEAD = 0
 DEFAULT_VIDEO_LOOKAHEAD = 121
 # --flip-tta when neither it nor --no-flip-tta is given (README "Look-ahead or smoothing?"):
-# on for the offline video command, where the second network pass costs nothing a user waits
-# for; off live, where it adds 0.2-0.5 ms per frame at one stream and halves the streams one
-# machine serves.
+# on where one person is lifted from a camera or a video (webcam, video): the second network
+# pass (0.5-1 ms at one stream) is small next to MediaPipe's ~28 ms per frame and lowers
+# real-video jitter by 5-13 %; off for serve, whose batched step it would double (half the
+# streams per machine), and for the demo, which replays the service's latency figures.
 DEFAULT_VIDEO_FLIP_TTA = True
+DEFAULT_WEBCAM_FLIP_TTA = True
 
 
 # ---------------------------------------------------------------------------- shared
@@ -433,7 +435,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
     vmc_sender = _open_vmc(vmc, allow_remote, raw)
     ckpt = load_lookahead_model(checkpoint, "causal", lookahead)
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads, fov=fov,
-                         flip_tta=bool(flip_tta))
+                         flip_tta=DEFAULT_WEBCAM_FLIP_TTA if flip_tta is None else flip_tta)
     try:
         src = VideoSource(video if video else camera, stream=stream, max_frames=max_frames, verbose=verbose)
     except (FileNotFoundError, RuntimeError) as exc:

@@ -33,7 +33,8 @@ def _temporal_options(p: argparse.ArgumentParser) -> None:
                         "121 full-context (smoothest), others as 'poselift info' lists (default: 0 live, 121 for video)")
     p.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average every pose with the pose of the mirror image (test-time flip augmentation: "
-                        "lower error and jitter, one more network pass; default: on for video, off live)")
+                        "lower error and jitter, one more network pass; default: on for video and webcam, off for "
+                        "serve and demo)")
     p.add_argument("--smooth", action="store_true",
                    help="causal One-Euro filter on the output joints (less jitter, a little lag; off by default)")
     p.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ",

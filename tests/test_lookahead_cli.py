@@ -175,7 +175,7 @@ def test_the_real_shipped_lookaheads_hold_their_f_and_cover_the_defaults():
             assert path.stem == f"lookahead{future}"
 
 
-def test_flip_tta_flags_reach_every_command_and_default_to_video_only(weights, monkeypatch):
+def test_flip_tta_flags_reach_every_command_and_default_on_for_one_camera(weights, monkeypatch):
     seen = {}
     for name in ("run_demo", "run_serve", "run_webcam", "run_video"):
         monkeypatch.setattr(apps, name, lambda *a, _n=name, **k: seen.__setitem__(_n, k))
@@ -186,7 +186,7 @@ def test_flip_tta_flags_reach_every_command_and_default_to_video_only(weights, m
         seen.clear()
     monkeypatch.undo()
     monkeypatch.setattr(model_commands, "DEFAULT_WEIGHTS_DIR", weights)
-    # unset: live (serve's parts, shared by demo-like servers) off, offline video on
+    # unset: off for serve and demo, on for video and webcam (one person from a camera or a video)
     assert apps.serve_parts(warn=lambda _: None).engine.flip_tta is False
     assert apps.serve_parts(warn=lambda _: None, flip_tta=True).engine.flip_tta is True
     engines = []
@@ -196,8 +196,12 @@ def test_flip_tta_flags_reach_every_command_and_default_to_video_only(weights, m
         raise UserError("stop here")
 
     monkeypatch.setattr(apps, "make_engine", capture)
-    assert apps.DEFAULT_VIDEO_FLIP_TTA is True
+    assert apps.DEFAULT_VIDEO_FLIP_TTA is True and apps.DEFAULT_WEBCAM_FLIP_TTA is True
     for flip in (None, False):
         with pytest.raises(UserError, match="stop here"):
             apps.run_video("x.mp4", out="x.npz", flip_tta=flip, lookahead=13)
-    assert engines == [True, False]
+        with pytest.raises(UserError, match="stop here"):
+            apps.run_webcam(video="x.mp4", window=False, flip_tta=flip)
+        with pytest.raises(UserError, match="stop here"):
+            apps.run_demo(flip_tta=flip)
+    assert engines == [True, True, False, False, False, False]

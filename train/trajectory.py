@@ -375,17 +375,20 @@ class RootPrediction:
 def collect_root_predictions(model: TemporalModel, takes: list[Take], distances: tuple[float, ...] = EVAL_DISTANCES,
                              cameras: int = 4, corruption: Corruption = Corruption(),
                              device: str | torch.device = "cpu", seed: int = 0,
-                             pose_model: TemporalModel | None = None) -> list[RootPrediction]:
+                             pose_model: TemporalModel | None = None,
+                             flip_tta: bool = False) -> list[RootPrediction]:
     """Every protocol view at every distance with the trajectory model's predicted q (T,) and,
-    given ``pose_model``, its root-relative poses (T, 17, 3); causal, as the stream runs."""
+    given ``pose_model``, its root-relative poses (T, 17, 3); causal, as the stream runs.
+    ``flip_tta``: both flip-averaged, as ``--flip-tta`` streams them."""
     model = model.eval()
     pose_model = pose_model.eval() if pose_model is not None else None
     out = []
     for d in tqdm(distances, desc="root views", unit="distance", leave=False):
         for i, take in enumerate(takes):
             for v in root_views(take, d, cameras, corruption, seed + i):
-                raw = lift_sequence(model, v.keypoints[None], device=device)[0].cpu()
-                pose = (lift_sequence(pose_model, v.keypoints[None], device=device)[0].cpu().double().numpy()
+                raw = lift_sequence(model, v.keypoints[None], device=device, flip_tta=flip_tta)[0].cpu()
+                pose = (lift_sequence(pose_model, v.keypoints[None], device=device,
+                                      flip_tta=flip_tta)[0].cpu().double().numpy()
                         if pose_model is not None else None)
                 out.append(RootPrediction(v, depth_over_focal_from_output(raw).double().numpy(), pose))
     return out

@@ -7,7 +7,8 @@ exact path of ``poselift video FILE --out X.npz --lookahead F [--smooth]``, and 
 jitter = mean |second difference| of the joints / mean limb length (``model.body.joint_jitter``,
 valid frames only) per video and model. Models: NAME=CKPT pairs (default the shipped
 causal, full and single-frame models plus every shipped lookaheadF.pt); ``NAME+smooth``
-entries are added for the causal model with the default One-Euro stage.
+entries are added for the causal model with the default One-Euro stage, and ``NAME+flip``
+entries for every model with test-time flip averaging (``--flip-tta``).
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ def main(out: str, models: dict[str, str]) -> None:
             cache.write_bytes(pickle.dumps(detected))
         frames, fps = detected[video.stem]
         for name, ckpt_path in models.items():
-            smooth = name.endswith("+smooth")
+            smooth, flip = name.endswith("+smooth"), name.endswith("+flip")
             ckpt = load_model(ckpt_path)
-            engine = make_engine(ckpt, device="cpu", max_streams=1)
+            engine = make_engine(ckpt, device="cpu", max_streams=1, flip_tta=flip)
             arrays = video_arrays(frames, engine, raw=True, stages=smoothing_stages(engine, fps, smooth))
             jit = joint_jitter(arrays["poses3d"], arrays["valid"])
             results.setdefault(video.stem, {})[name] = jit
@@ -67,4 +68,5 @@ if __name__ == "__main__":
         models = {f"F={f}": str(p) for f, p in shipped_lookaheads().items()}
         models["single_frame"] = str(DEFAULT_WEIGHTS_DIR / "single_frame.pt")
         models["F=0+smooth"] = str(DEFAULT_WEIGHTS_DIR / "causal.pt")
+        models.update({f"{name}+flip": path for name, path in list(models.items()) if "+" not in name})
     main(sys.argv[1], models)

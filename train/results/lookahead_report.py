@@ -7,7 +7,9 @@ reads the evaluation JSONs in train/results (``poselift eval CKPT --data ../shar
 (train/results/lookahead_jitter.py, keys = stems, ``+smooth`` with the One-Euro stage). Real-time latency at 30 fps
 = F / 30 s + the measured streaming step time (``lookahead_step_ms.json``, written by
 ``--measure-step``: median of 300 single-stream steps, 1 torch thread, this machine).
-Prints the markdown table.
+Prints the markdown table, then the same with test-time flip averaging (``--flip-tta``):
+``eval_<stem>_{clean,det1}_flip.json`` (``poselift eval ... --flip-tta``), jitter keys
+``<stem>+flip`` and the flip-averaged step time.
 """
 
 from __future__ import annotations
@@ -26,14 +28,17 @@ MODELS = [("causal", 0, "causal"), ("lookahead1", 1, "ft_lr3e-5_F1"), ("lookahea
 UNSHIPPED = [(f"lr {lr}, F={f}", f, f"ft_lr{lr}_F{f}") for lr in ("1e-4", "3e-5") for f in (0, 1, 3, 7)]
 
 
-def measure_step_ms(checkpoint: Path, steps: int = 300) -> float:
+def measure_step_ms(checkpoint: Path, steps: int = 300, flip_tta: bool = False) -> float:
     import numpy as np
     import torch
 
     from poselift.model import StreamingLifter, load_checkpoint
+    from poselift.model.mirror import MirrorAveragedLifter
 
     torch.set_num_threads(1)
-    lifter = StreamingLifter(load_checkpoint(checkpoint).model, batch_size=1, device="cpu")
+    model = load_checkpoint(checkpoint).model
+    lifter = (MirrorAveragedLifter(StreamingLifter(model, batch_size=2, device="cpu")) if flip_tta
+              else StreamingLifter(model, batch_size=1, device="cpu"))
     x = torch.randn(1, 17, 2) * 0.3
     for _ in range(30):
         lifter.step(x)
@@ -50,22 +55,25 @@ def load(name: str, kind: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def rows(models=None) -> list[dict]:
+def rows(models=None, flip: bool = False) -> list[dict]:
+    """One row per model; ``flip``: the figures with test-time flip averaging."""
     step = json.loads((HERE / "lookahead_step_ms.json").read_text()) if (HERE / "lookahead_step_ms.json").exists() else {}
     jitter = json.loads((HERE / "lookahead_jitter.json").read_text()) if (HERE / "lookahead_jitter.json").exists() else {}
+    variant = "_flip" if flip else ""
     out = []
     for label, future, stem in (MODELS if models is None else models):
-        clean, det = load(stem, "clean"), load(stem, "det1")
+        clean, det = load(stem, "clean" + variant), load(stem, "det1" + variant)
         if clean is None:
             continue
-        step_ms = step["single_frame"] if future is None else step["temporal"]
+        step_ms = step.get(("single_frame" if future is None else "temporal") + variant, float("nan"))
+        jitter_key = stem + "+flip" if flip else stem
         out.append(dict(
             name=label, stem=stem, future=future, p1=clean["mpjpe"] * 1e3, p2=clean["p_mpjpe"] * 1e3,
             mpjve=clean["mpjve"] * 1e3, det_p1=det["mpjpe"] * 1e3 if det else float("nan"),
             det_mpjve=det["mpjve"] * 1e3 if det else float("nan"), step_ms=step_ms,
             latency_ms=(0 if future is None else future) * 1000 / 30 + step_ms,
-            jitter={v: j[stem] for v, j in jitter.items() if stem in j},
-            jitter_smooth={v: j[stem + "+smooth"] for v, j in jitter.items() if stem + "+smooth" in j}))
+            jitter={v: j[jitter_key] for v, j in jitter.items() if jitter_key in j},
+            jitter_smooth={} if flip else {v: j[stem + "+smooth"] for v, j in jitter.items() if stem + "+smooth" in j}))
     return out
 
 
@@ -97,6 +105,10 @@ def plot(rs: list[dict], path: Path) -> None:
     for ax, key, label in ((axes[0], "p1", "clean P1 (mm)"), (axes[1], "det_mpjve", "MPJVE, detector noise S=1 (mm/frame)"),
                            (axes[2], "latency_ms", "real-time latency at 30 fps (ms)")):
         ax.plot(xs, [r[key] for r in temporal], "o-", label="shipped temporal models (RF 243)")
+        flipped = [r for r in rows(flip=True) if r["future"] is not None]
+        if flipped:
+            ax.plot([r["future"] for r in flipped], [r[key] for r in flipped], "s--", color="purple",
+                    label="the same, flip-averaged (--flip-tta)")
         for r in temporal:
             ax.annotate(r["name"], (r["future"], r[key]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         if single is not None:
@@ -130,11 +142,15 @@ def main() -> None:
     a = ap.parse_args()
     if a.measure_step:
         step = {"temporal": measure_step_ms(WEIGHTS / "causal.pt"),
-                "single_frame": measure_step_ms(WEIGHTS / "single_frame.pt")}
+                "single_frame": measure_step_ms(WEIGHTS / "single_frame.pt"),
+                "temporal_flip": measure_step_ms(WEIGHTS / "causal.pt", flip_tta=True),
+                "single_frame_flip": measure_step_ms(WEIGHTS / "single_frame.pt", flip_tta=True)}
         (HERE / "lookahead_step_ms.json").write_text(json.dumps(step, indent=2))
         print(step)
     rs = rows()
     print(table(rs))
+    print()
+    print(table(rows(flip=True)))
     print()
     print(table(rows(UNSHIPPED)))
     if a.plot:
