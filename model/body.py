@@ -341,7 +341,9 @@ def conform(poses: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         scale = np.where(keep, 1.0, lengths / np.where(norm < 1e-9, 1.0, norm))
     rebuilt = np.matmul(ANCESTRY, vec * scale[..., None])
-    return poses[..., :1, :] + rebuilt
+    # rows without a body are returned as they came: summing their bones back up along the
+    # chains would round them differently, by a few 1e-17 m, on some CPUs
+    return np.where(has_body[..., None], poses[..., :1, :] + rebuilt, poses)
 
 
 # ---------------------------------------------------------------------------------------------
