@@ -24,6 +24,8 @@ from .streaming import StreamingLifter
 
 
 def _as_perm(perm: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(perm, torch.Tensor):
+        return perm
     return torch.as_tensor(np.asarray(perm, dtype=np.int64))
 
 
@@ -66,8 +68,9 @@ class MirrorAveragedLifter:
             raise ValueError("a mirror-averaged lifter needs an even number of inner slots (two per stream)")
         self.inner = inner
         self.batch_size = inner.batch_size // 2
-        self.input_perm = _as_perm(flip_permutation() if input_perm is None else input_perm)
-        self.output_perm = _as_perm(output_flip_permutation(inner.config.num_joints_out))
+        # on the lifter's device, so that a step copies nothing to it
+        self.input_perm = _as_perm(flip_permutation() if input_perm is None else input_perm).to(inner.device)
+        self.output_perm = _as_perm(output_flip_permutation(inner.config.num_joints_out)).to(inner.device)
         if len(self.input_perm) != inner.config.num_joints_in:
             raise ValueError(f"input_perm has {len(self.input_perm)} joints, the model takes "
                              f"{inner.config.num_joints_in}")
@@ -116,6 +119,7 @@ class MirrorAveragedLifter:
     def step(self, x: torch.Tensor, indices: Sequence[int] | None = None) -> torch.Tensor:
         """:meth:`StreamingLifter.step`, flip-averaged: (b, J_in, F) -> (b, J_out, 3)."""
         _, both = self._pairs(indices)
+        x = x.to(self.input_perm.device)
         inner_idx = None if indices is None else both  # all slots in order: the inner fast path
         y = self.inner.step(torch.cat([x, mirror_keypoints(x, self.input_perm)]), inner_idx)
         return self._average(y, len(x))
