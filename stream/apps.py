@@ -165,7 +165,8 @@ def describe_model(ckpt, engine: LiftEngine) -> str:
     kind = ("causal" if cfg.causal else f"{'symmetric, ' if cfg.symmetric else ''}"
             f"{engine.latency_frames} frames of look-ahead")
     traj = ", with trajectory" if ckpt.trajectory_model is not None else ""
-    return f"{Path(ckpt.path).name} (receptive field {cfg.receptive_field}, {kind}{traj}) on {engine.device}"
+    flip = ", flip-averaged" if getattr(engine, "flip_tta", False) else ""
+    return f"{Path(ckpt.path).name} (receptive field {cfg.receptive_field}, {kind}{traj}{flip}) on {engine.device}"
 
 
 def latency_summary(latencies_ms: list[float]) -> dict[str, float]:
@@ -641,7 +642,8 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **arrays)
     n, n_valid = len(frames), int(arrays["valid"].sum())
-    print(f"{n} frames ({n_valid} valid) lifted with {Path(ckpt.path).name} -> {out}")
+    print(f"{n} frames ({n_valid} valid) lifted with {Path(ckpt.path).name}{', flip-averaged' if flip_tta else ''} "
+          f"-> {out}")
     result: dict[str, Any] = {"frames": n, "valid": n_valid, "out": str(out)}
     result.update(_video_motion_outputs(arrays, src.fps, bvh, vmc_sender))
     if render:
