@@ -481,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--focal-scales", default="1.0,0.8,1.2")
     e.add_argument("--methods", default="fused,network,fitted",
                    help="root estimates to score: " + ", ".join(ROOT_METHODS) + " (fused is what the stream publishes)")
+    e.add_argument("--flip-tta", action="store_true", help="flip-average both networks, as --flip-tta streams them")
     e.add_argument("--json")
     c = sub.add_parser("calibrate", help="calibrate the fp32 weights of a run's state file and ship them")
     c.add_argument("state", help="OUT.state.pt of a train run")
@@ -507,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         takes = load_takes(args.data, fps=ckpt.fps, subjects=set(VALIDATION_SUBJECTS), progress=False)
         corruption = Corruption(args.noise_px, args.missing_prob)
         collected = collect_root_predictions(ckpt.trajectory_model, takes, corruption=corruption,
-                                             pose_model=ckpt.model)
+                                             pose_model=ckpt.model, flip_tta=args.flip_tta)
         results = []
         for method in args.methods.split(","):
             for scale in (float(x) for x in args.focal_scales.split(",")):
