@@ -20,7 +20,7 @@ Each part is the median over ``frames`` rounds once the streams are warm and the
 settled, so the parts do not add up to any one round exactly. Run in a spawned process, so
 that numpy's and OpenMP's thread settings are in place before they load, as in ``serve``.
 
-``python -m poselift.bench.lone_frame [--frames 3000] [--json OUT] [--md OUT]``
+``python -m poselift.bench.lone_frame [--frames 3000] [--root blend|fit] [--json OUT] [--md OUT]``
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ def _timed(fn: Callable[..., Any], times: list[float]) -> Callable[..., Any]:
     return call
 
 
-def lone_frame_parts(frames: int = 3000, streams: int = 8) -> dict[str, Any]:
-    """In this process: ``{"parts_ms": {part: median ms}, "round_ms": {p50, p90, p99}, ...}``."""
+def lone_frame_parts(frames: int = 3000, streams: int = 8, root: str = "blend") -> dict[str, Any]:
+    """In this process: ``{"parts_ms": {part: median ms}, "round_ms": {p50, p90, p99}, ...}``;
+    ``root``: ``serve --root`` (``fit`` runs no trajectory network)."""
     import numpy as np
 
     from poselift.gc_policy import settle_heap
@@ -57,7 +58,7 @@ def lone_frame_parts(frames: int = 3000, streams: int = 8) -> dict[str, Any]:
     from .server_cpu import in_memory_server
 
     # round robin over the streams, one message a poll: every frame is a round of its own
-    parts, server = in_memory_server(streams, 1, max_streams=max(streams, 8), warn=lambda _line: None)
+    parts, server = in_memory_server(streams, 1, max_streams=max(streams, 8), warn=lambda _line: None, root=root)
     times: dict[str, list[float]] = defaultdict(list)
     engine = parts.engine
     decode = service.decode_inputs
@@ -94,20 +95,20 @@ def lone_frame_parts(frames: int = 3000, streams: int = 8) -> dict[str, Any]:
     return {"parts_ms": per_round,
             "round_ms": {"p50": float(np.median(r)), "p90": float(np.percentile(r, 90)),
                          "p99": float(np.percentile(r, 99))},
-            "frames": frames, "streams": streams, "kernel": engine.lifter.backend}
+            "frames": frames, "streams": streams, "kernel": engine.lifter.backend, "root": root}
 
 
-def _child(conn, frames: int, streams: int) -> None:
+def _child(conn, frames: int, streams: int, root: str) -> None:
     configure_thread_pools()
-    conn.send(lone_frame_parts(frames, streams))
+    conn.send(lone_frame_parts(frames, streams, root))
 
 
-def measure(frames: int = 3000, streams: int = 8) -> dict[str, Any]:
+def measure(frames: int = 3000, streams: int = 8, root: str = "blend") -> dict[str, Any]:
     """:func:`lone_frame_parts` in a spawned process, with the machine named."""
     from .hardware import cpu_model
 
     load_before = os.getloadavg()[0]
-    out = in_spawned_process(_child, frames, streams)
+    out = in_spawned_process(_child, frames, streams, root)
     out["hardware"] = f"{cpu_model()}, {os.cpu_count()} cores"
     out["load_average"] = [load_before, os.getloadavg()[0]]
     return out
@@ -118,7 +119,8 @@ def markdown(r: dict[str, Any]) -> str:
     total = r["round_ms"]["p50"]
     lines = ["# A lone frame through serve's loop, without sockets (median ms per round)", "",
              f"{r['hardware']}; load average {r['load_average'][0]:.1f} at start, {r['load_average'][1]:.1f} at end; "
-             f"{r['frames']} rounds of one message, {r['streams']} streams in turn; fp32 kernel {r['kernel']}.", "",
+             f"{r['frames']} rounds of one message, {r['streams']} streams in turn; fp32 kernel {r['kernel']}; "
+             f"root: {r.get('root', 'blend')}.", "",
              "| part | ms | share |", "|---|---:|---:|"]
     for name, ms in sorted(parts.items(), key=lambda kv: -kv[1]):
         lines.append(f"| {name} | {ms:.3f} | {ms / total:.0%} |")
@@ -130,10 +132,12 @@ def markdown(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m poselift.bench.lone_frame", description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=3000, help="rounds to time (default 3000)")
+    p.add_argument("--root", choices=("blend", "fit"), default="blend",
+                   help="serve --root: blend (as shipped) or fit (no trajectory network)")
     p.add_argument("--json")
     p.add_argument("--md")
     args = p.parse_args(argv)
-    r = measure(args.frames)
+    r = measure(args.frames, root=args.root)
     write_results(r, markdown(r), args.json, args.md)
     return r
 

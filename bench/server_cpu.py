@@ -45,18 +45,18 @@ DRAIN = 512  # messages per poll, the server's default bound (stream.service.MAX
 
 
 def in_memory_server(streams: int, per_poll: int, *, max_streams: int | None = None,
-                     warn: Callable[[str], None] | None = None) -> tuple[Any, Any]:
+                     warn: Callable[[str], None] | None = None, root: str = "blend") -> tuple[Any, Any]:
     """``(serve_parts(...), PoseServer)`` as ``poselift serve --lossless`` builds them, with the
     sockets replaced: each ``poll_once`` reads the next ``per_poll`` of ``streams`` streams'
     pre-encoded messages (round robin, from the start again at the end) and sends go nowhere,
     so the loop itself is what a bench times. ``warn``: the frame-rate check's line (see
-    :func:`poselift.stream.apps.serve_parts`)."""
+    :func:`poselift.stream.apps.serve_parts`); ``root``: ``serve --root``."""
     from poselift.stream.apps import serve_parts
     from poselift.stream.service import PoseServer
 
     from .load import messages
 
-    parts = serve_parts(max_streams=max_streams or streams, warn=warn)
+    parts = serve_parts(max_streams=max_streams or streams, warn=warn, root=root)
     server = PoseServer(parts.engine, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", lossless=True,
                         status_interval_s=0, stages=parts.stages)
     frames = 240

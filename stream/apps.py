@@ -96,20 +96,30 @@ def smoothing_stages(engine: LiftEngine, fps: float, smooth: bool = False, min_c
         raise UserError(f"--smooth: {exc}") from None
 
 
+#: ``--root``: how the root is placed (README, "Many cameras"): ``blend`` the pose fitted to
+#: the 2D with the checkpoint's trajectory network (as shipped), ``fit`` the fitted pose alone,
+#: which skips the trajectory network's step (a lone frame's third network pass's worth of
+#: time and cache) for a root about 2 % less accurate.
+ROOT_MODES = ("blend", "fit")
+
+
 def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_streams: int = 1,
                 policy: GapPolicy | None = None, threads: int | None = 1, fov: float | None = None,
-                flip_tta: bool = False) -> LiftEngine:
+                flip_tta: bool = False, root: str = "blend") -> LiftEngine:
     """A LiftEngine for a loaded checkpoint. ``threads``: torch CPU threads (process-wide).
     One is the default: a streaming step is a few small matrix products, and several
     threads spin and wait on each other, which on a busy 2-core machine raised the p99
     latency from under 1 ms to about 50 ms. ``None`` leaves torch's setting alone.
     ``fov``: horizontal field of view in degrees of frames that state no ``focal_px`` (for
     the root; None: the default, ``model.root.DEFAULT_FOV_DEG``). ``flip_tta``: average
-    every pose with that of the mirror image (model/mirror.py; one more network pass)."""
+    every pose with that of the mirror image (model/mirror.py; one more network pass).
+    ``root``: one of :data:`ROOT_MODES` (``fit``: the trajectory network is not run)."""
     import torch
 
     from poselift.model import get_precision, resolve_device
 
+    if root not in ROOT_MODES:
+        raise UserError(f"--root must be one of {', '.join(ROOT_MODES)}, got {root!r}")
     if fov is not None and not 0 < fov < 180:
         raise UserError(f"--fov must be a horizontal field of view between 0 and 180 degrees, got {fov:g}")
     if threads is not None:
@@ -126,7 +136,8 @@ def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_stre
     except ValueError as exc:
         raise UserError(f"--precision {precision}: {exc}") from None
     try:
-        return LiftEngine(ckpt.model, trajectory_model=ckpt.trajectory_model, max_streams=max_streams,
+        return LiftEngine(ckpt.model, trajectory_model=ckpt.trajectory_model if root == "blend" else None,
+                          max_streams=max_streams,
                           device=dev, precision=precision, policy=policy,
                           trajectory_meta=(getattr(ckpt, "meta", None) or {}).get("trajectory"), fov_deg=fov,
                           input_layout=getattr(ckpt, "input_layout", "h36m17"), flip_tta=flip_tta)
@@ -214,7 +225,8 @@ def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = 
              frames: int | None = None, render_frames: int = 90, device: str = "auto", precision: str = "fp32",
              realtime: bool = False, threads: int | None = 1, allow_remote: bool = False, raw: bool = False,
              vmc: str | None = None, lookahead: int | None = None, smooth: bool = False,
-             smooth_min_cutoff: float = 1.0, smooth_beta: float = 0.5, flip_tta: bool | None = None) -> dict[str, Any]:
+             smooth_min_cutoff: float = 1.0, smooth_beta: float = 0.5, flip_tta: bool | None = None,
+             root: str = "blend") -> dict[str, Any]:
     """Replay a recorded 2D clip through the streaming model, publish it, render it.
 
     Needs no camera and no peer: poses go out on a PUB socket (``publish``; watch with
@@ -236,7 +248,7 @@ def run_demo(*, clip: str | Path | None = None, checkpoint: str | Path | None = 
     vmc_sender = _open_vmc(vmc, allow_remote, raw)
     ckpt = load_lookahead_model(checkpoint, "causal", lookahead)
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads,
-                         flip_tta=bool(flip_tta))
+                         flip_tta=bool(flip_tta), root=root)
     n = len(c.keypoints) if frames is None else max(1, min(frames, len(c.keypoints)))
     print(f"poselift demo: {n} frames of {c.source or clip_path.name} ({c.width}x{c.height} px, {c.fps:g} fps)")
     print(f"model: {describe_model(ckpt, engine)}")
@@ -303,7 +315,7 @@ def serve_parts(*, checkpoint: str | Path | None = None, device: str = "auto", p
                 allow_remote: bool = False, raw: bool = False, vmc: str | None = None,
                 lookahead: int | None = None, smooth: bool = False, smooth_min_cutoff: float = 1.0,
                 smooth_beta: float = 0.5, warn: Callable[[str], None] | None = None,
-                flip_tta: bool | None = None) -> ServeParts:
+                flip_tta: bool | None = None, root: str = "blend") -> ServeParts:
     """The model, engine and stages of ``serve``, built once here for the single server
     (:func:`run_serve`), for each worker of ``serve --workers N`` (:mod:`stream.sharded`)
     and for the benches' servers, so that all of them lift exactly alike. ``warn``: where
@@ -314,7 +326,7 @@ def serve_parts(*, checkpoint: str | Path | None = None, device: str = "auto", p
     vmc_sender = _open_vmc(vmc, allow_remote, raw)
     ckpt = load_lookahead_model(checkpoint, "causal", lookahead)
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=max_streams, policy=policy,
-                         threads=threads, flip_tta=bool(flip_tta))
+                         threads=threads, flip_tta=bool(flip_tta), root=root)
     stages = [FrameRateCheck(getattr(ckpt, "fps", 30.0), warn=warn),
               *smoothing_stages(engine, ckpt.fps, smooth, smooth_min_cutoff, smooth_beta),
               *motion_stages(engine, raw=raw, vmc=vmc_sender)]
@@ -329,7 +341,8 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
               allow_remote: bool = False, curve_secret_key: str | None = None,
               curve_clients: str | None = None, raw: bool = False, vmc: str | None = None,
               lookahead: int | None = None, smooth: bool = False, smooth_min_cutoff: float = 1.0,
-              smooth_beta: float = 0.5, workers: int = 1, flip_tta: bool | None = None) -> dict[str, Any]:
+              smooth_beta: float = 0.5, workers: int = 1, flip_tta: bool | None = None,
+              root: str = "blend") -> dict[str, Any]:
     """Turn a ZeroMQ 2D feed into 3D poses until Ctrl-C/SIGTERM (or ``max_frames``/``duration``).
 
     The first SIGINT or SIGTERM stops it cleanly: queued frames are lifted, pending poses
@@ -342,7 +355,7 @@ def run_serve(*, input: str = "tcp://127.0.0.1:5555", publish: str = "tcp://127.
     options = dict(checkpoint=checkpoint, device=device, precision=precision, max_streams=max_streams,
                    policy=policy, threads=threads, allow_remote=allow_remote, raw=raw, vmc=vmc,
                    lookahead=lookahead, smooth=smooth, smooth_min_cutoff=smooth_min_cutoff,
-                   smooth_beta=smooth_beta, flip_tta=flip_tta)
+                   smooth_beta=smooth_beta, flip_tta=flip_tta, root=root)
     if workers != 1:
         from .sharded import run_sharded
 
@@ -423,7 +436,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
                allow_remote: bool = False, verbose: bool = False, raw: bool = False,
                vmc: str | None = None, fov: float | None = None, lookahead: int | None = None,
                smooth: bool = False, smooth_min_cutoff: float = 1.0, smooth_beta: float = 0.5,
-               flip_tta: bool | None = None) -> dict[str, Any]:
+               flip_tta: bool | None = None, root: str = "blend") -> dict[str, Any]:
     """Camera (or video file) -> MediaPipe -> streaming lifter, with a live window and
     optional publishing. Latency is measured from frame capture (before detection) to
     the lifted pose."""
@@ -436,7 +449,7 @@ def run_webcam(*, camera: int = 0, video: str | None = None, checkpoint: str | P
     vmc_sender = _open_vmc(vmc, allow_remote, raw)
     ckpt = load_lookahead_model(checkpoint, "causal", lookahead)
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, threads=threads, fov=fov,
-                         flip_tta=DEFAULT_WEBCAM_FLIP_TTA if flip_tta is None else flip_tta)
+                         flip_tta=DEFAULT_WEBCAM_FLIP_TTA if flip_tta is None else flip_tta, root=root)
     try:
         src = VideoSource(video if video else camera, stream=stream, max_frames=max_frames, verbose=verbose)
     except (FileNotFoundError, RuntimeError) as exc:
@@ -579,7 +592,7 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
               verbose: bool = False, raw: bool = False, bvh: str | Path | None = None,
               vmc: str | None = None, allow_remote: bool = False, fov: float | None = None,
               lookahead: int | None = None, smooth: bool = False, smooth_min_cutoff: float = 1.0,
-              smooth_beta: float = 0.5, flip_tta: bool | None = None) -> dict[str, Any]:
+              smooth_beta: float = 0.5, flip_tta: bool | None = None, root: str = "blend") -> dict[str, Any]:
     """Offline lifting of a whole video: MediaPipe on every frame, then the same intake
     (layout, normalisation, gap filling) and lifting loop as ``webcam``/``serve``, with the
     stream flushed at the end, so every frame gets the pose and validity flag the live path
@@ -620,7 +633,7 @@ def run_video(path: str | Path, *, out: str | Path, render: str | Path | None = 
     if flip_tta is None:  # offline, one more network pass costs nothing worth saving
         flip_tta = DEFAULT_VIDEO_FLIP_TTA
     engine = make_engine(ckpt, device=device, precision=precision, max_streams=1, policy=policy, threads=threads,
-                         fov=fov, flip_tta=flip_tta)
+                         fov=fov, flip_tta=flip_tta, root=root)
     try:
         src = VideoSource(str(path), stream="video", max_frames=max_frames, verbose=verbose)
     except (FileNotFoundError, RuntimeError) as exc:

@@ -27,7 +27,9 @@ def _model_options(p: argparse.ArgumentParser, precision: bool = True) -> None:
                        help="torch CPU threads (default 1: lowest per-frame latency for streaming)")
 
 
-def _temporal_options(p: argparse.ArgumentParser) -> None:
+def _lifting_options(p: argparse.ArgumentParser) -> None:
+    """How poses are lifted, the same on demo, webcam, serve and video: the model's look-ahead,
+    flip averaging, the root and the optional smoothing."""
     p.add_argument("--lookahead", type=int, default=None, metavar="F",
                    help="use the shipped model that sees F future frames (live latency F frames): 0 causal, "
                         "121 full-context (smoothest), others as 'poselift info' lists (default: 0 live, 121 for video)")
@@ -35,6 +37,10 @@ def _temporal_options(p: argparse.ArgumentParser) -> None:
                    help="average every pose with the pose of the mirror image (test-time flip augmentation: "
                         "lower error and jitter, one more network pass; default: on for video and webcam, off for "
                         "serve and demo)")
+    p.add_argument("--root", choices=("blend", "fit"), default="blend",
+                   help="how the root (the pelvis in the camera frame) is placed: blend (default) the pose fitted "
+                        "to the 2D with the trajectory network; fit the fitted pose alone, which skips the "
+                        "trajectory network (faster, the root about 2 %% less accurate)")
     p.add_argument("--smooth", action="store_true",
                    help="causal One-Euro filter on the output joints (less jitter, a little lag; off by default)")
     p.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ",
@@ -43,9 +49,9 @@ def _temporal_options(p: argparse.ArgumentParser) -> None:
                    help="One-Euro speed coefficient (default 0.5; higher: less lag in fast motion, more jitter)")
 
 
-def _temporal_kwargs(a: argparse.Namespace) -> dict:
+def _lifting_kwargs(a: argparse.Namespace) -> dict:
     return dict(lookahead=a.lookahead, smooth=a.smooth, smooth_min_cutoff=a.smooth_min_cutoff,
-                smooth_beta=a.smooth_beta, flip_tta=a.flip_tta)
+                smooth_beta=a.smooth_beta, flip_tta=a.flip_tta, root=a.root)
 
 
 def _allow_remote_option(p: argparse.ArgumentParser) -> None:
@@ -98,11 +104,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _allow_remote_option(p)
     _motion_options(p)
     _model_options(p)
-    _temporal_options(p)
+    _lifting_options(p)
     p.set_defaults(func=lambda a: _call("run_demo",
         clip=a.clip, checkpoint=a.checkpoint, out=None if a.no_render else a.out, publish=a.publish,
         frames=a.frames, render_frames=a.render_frames, device=a.device, precision=a.precision,
-        realtime=a.realtime, threads=a.threads, allow_remote=a.allow_remote, raw=a.raw, vmc=a.vmc, **_temporal_kwargs(a)))
+        realtime=a.realtime, threads=a.threads, allow_remote=a.allow_remote, raw=a.raw, vmc=a.vmc, **_lifting_kwargs(a)))
 
     p = subparsers.add_parser(
         "webcam", help="live 3D from a camera or video file (MediaPipe 2D + streaming lifter)",
@@ -124,11 +130,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _motion_options(p)
     _fov_option(p)
     _model_options(p)
-    _temporal_options(p)
+    _lifting_options(p)
     p.set_defaults(func=lambda a: _call("run_webcam",
         camera=a.camera, video=a.video, checkpoint=a.checkpoint, publish=a.publish, window=not a.no_window,
         device=a.device, precision=a.precision, max_frames=a.frames, stream=a.stream, threads=a.threads,
-        allow_remote=a.allow_remote, verbose=a.verbose, raw=a.raw, vmc=a.vmc, fov=a.fov, **_temporal_kwargs(a)))
+        allow_remote=a.allow_remote, verbose=a.verbose, raw=a.raw, vmc=a.vmc, fov=a.fov, **_lifting_kwargs(a)))
 
     p = subparsers.add_parser(
         "serve", help="turn a ZeroMQ 2D keypoint feed into 3D poses",
@@ -161,12 +167,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --curve-secret-key: only clients whose public key (*.key) is in DIR may connect")
     _motion_options(p)
     _model_options(p)
-    _temporal_options(p)
+    _lifting_options(p)
     p.set_defaults(func=lambda a: _call("run_serve",
         input=a.input, publish=a.publish, checkpoint=a.checkpoint, lossless=a.lossless, device=a.device,
         precision=a.precision, max_streams=a.max_streams, single_frame=a.single_frame, max_frames=a.frames,
         duration=a.duration, threads=a.threads, allow_remote=a.allow_remote,
-        curve_secret_key=a.curve_secret_key, curve_clients=a.curve_clients, raw=a.raw, vmc=a.vmc, workers=a.workers, **_temporal_kwargs(a)))
+        curve_secret_key=a.curve_secret_key, curve_clients=a.curve_clients, raw=a.raw, vmc=a.vmc, workers=a.workers, **_lifting_kwargs(a)))
 
     p = subparsers.add_parser(
         "video", help="lift a whole video offline to an npz (and optionally render it)",
@@ -190,11 +196,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _motion_options(p)
     _fov_option(p)
     _model_options(p)
-    _temporal_options(p)
+    _lifting_options(p)
     p.set_defaults(func=lambda a: _call("run_video",
         a.file, out=a.out, render=a.render, model=a.model, checkpoint=a.checkpoint, device=a.device,
         max_frames=a.frames, precision=a.precision, threads=a.threads, verbose=a.verbose, raw=a.raw,
-        bvh=a.bvh, vmc=a.vmc, allow_remote=a.allow_remote, fov=a.fov, **_temporal_kwargs(a)))
+        bvh=a.bvh, vmc=a.vmc, allow_remote=a.allow_remote, fov=a.fov, **_lifting_kwargs(a)))
 
     p = subparsers.add_parser(
         "listen", help="example consumer: print the 3D poses a publisher sends",

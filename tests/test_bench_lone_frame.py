@@ -19,3 +19,8 @@ def test_every_part_of_a_lone_round_is_timed_and_the_loop_is_left_as_it_was():
     r.update(hardware="test machine", load_average=[0.0, 0.0])
     md = lone_frame.markdown(r)
     assert "| pose step |" in md and "round (poll_once)" in md
+
+
+def test_without_the_trajectory_network_there_is_no_trajectory_step():
+    r = lone_frame.lone_frame_parts(frames=20, streams=2, root="fit")
+    assert "trajectory step" not in r["parts_ms"] and r["parts_ms"]["pose step"] > 0 and r["root"] == "fit"

@@ -205,3 +205,24 @@ def test_flip_tta_flags_reach_every_command_and_default_on_for_one_camera(weight
         with pytest.raises(UserError, match="stop here"):
             apps.run_demo(flip_tta=flip)
     assert engines == [True, True, False, False, False, False]
+
+
+def test_root_flag_reaches_every_command_and_fit_runs_no_trajectory_network(weights, monkeypatch):
+    seen = {}
+    for name in ("run_demo", "run_serve", "run_webcam", "run_video"):
+        monkeypatch.setattr(apps, name, lambda *a, _n=name, **k: seen.__setitem__(_n, k))
+    for flag, want in (([], "blend"), (["--root", "fit"], "fit")):
+        for cmd in (["demo"], ["serve"], ["webcam"], ["video", "x.mp4", "--out", "x.npz"]):
+            assert main([*cmd, *flag]) == 0
+        assert len(seen) == 4 and all(k["root"] == want for k in seen.values()), flag
+        seen.clear()
+    monkeypatch.undo()
+    traj = randomize_batch_norm(TemporalModel(ModelConfig(filter_widths=(3, 3, 3), causal=True, channels=16,
+                                                          num_joints_out=1)), 1).eval()
+    path = weights.parent / "with_traj.pt"
+    save_checkpoint(path, tiny(0), fps=30.0, trajectory_model=traj)
+    ckpt = load_checkpoint(path)
+    assert apps.make_engine(ckpt).traj is not None
+    assert apps.make_engine(ckpt, root="fit").traj is None
+    with pytest.raises(UserError, match="--root must be one of blend, fit"):
+        apps.make_engine(ckpt, root="network")
