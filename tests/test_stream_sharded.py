@@ -217,14 +217,22 @@ def test_lossless_backpressure_reaches_the_sender_and_nothing_is_lost(sharded):
             blocked_for += 0.05
     assert blocked_for >= 1.0, "the sender never blocked"
     assert sent < 200_000  # bounded: the sum of the high-water marks, not the input
-    for s in streams:
-        tx.send(encode_end(s))
+    # The consumer comes first: until it reads, every queue stays full and even the ends
+    # cannot get in (a blocking send of them here waited forever whenever the workers' output
+    # had filled before the sender gave up). They go in as the queues drain.
     rx = pull(sharded.publish_endpoint, ctx)
+    unsent_ends = [encode_end(s) for s in streams]
     poses = 0
     ends = 0
     t_end = time.monotonic() + 120
     try:
         while time.monotonic() < t_end and ends < len(streams):
+            while unsent_ends:
+                try:
+                    tx.send(unsent_ends[0], zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                unsent_ends.pop(0)
             if rx.poll(200):
                 m = msgpack.unpackb(rx.recv_multipart()[-1], raw=False)
                 poses += m["type"] == "pose3d"
@@ -232,6 +240,7 @@ def test_lossless_backpressure_reaches_the_sender_and_nothing_is_lost(sharded):
     finally:
         tx.close()
         rx.close()
+    assert not unsent_ends and ends == len(streams)
     assert poses == sent
 
 
