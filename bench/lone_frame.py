@@ -32,6 +32,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from poselift.stream import ROOT_MODES
 from poselift.thread_pools import configure_thread_pools
 
 from .isolated import in_spawned_process, write_results
@@ -132,7 +133,7 @@ def markdown(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m poselift.bench.lone_frame", description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=3000, help="rounds to time (default 3000)")
-    p.add_argument("--root", choices=("blend", "fit"), default="blend",
+    p.add_argument("--root", choices=ROOT_MODES, default="blend",
                    help="serve --root: blend (as shipped) or fit (no trajectory network)")
     p.add_argument("--json")
     p.add_argument("--md")

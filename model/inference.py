@@ -33,12 +33,11 @@ def lift_sequence(model: _TemporalBase, keypoints: torch.Tensor, device: str | t
     (model/mirror.py; H36M-17 input), as ``MirrorAveragedLifter`` does live.
     """
     if flip_tta:
-        from .mirror import mirror_keypoints, output_flip_permutation, unmirror_poses
+        from .mirror import average_with_mirror, mirror_keypoints, output_flip_permutation
         from .skeleton import flip_permutation
 
         both = _lift(model, torch.cat([keypoints, mirror_keypoints(keypoints, flip_permutation())]), device, precision)
-        half = len(keypoints)
-        return (both[:half] + unmirror_poses(both[half:], output_flip_permutation(model.config.num_joints_out))) * 0.5
+        return average_with_mirror(both, output_flip_permutation(model.config.num_joints_out))
     return _lift(model, keypoints, device, precision)
 
 

@@ -43,6 +43,13 @@ def unmirror_poses(poses: torch.Tensor, perm: Sequence[int] | np.ndarray | torch
     return poses[..., _as_perm(perm).to(poses.device), :] * sign
 
 
+def average_with_mirror(both: torch.Tensor, output_perm: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+    """The flip average of ``both``: its first half lifted from the input, its second half
+    (as many rows) from the mirror image, stacked along the first dimension."""
+    rows = len(both) // 2
+    return (both[:rows] + unmirror_poses(both[rows:], output_perm)) * 0.5
+
+
 def output_flip_permutation(num_joints_out: int) -> np.ndarray:
     """The left/right permutation of a model's output: H36M-17 joints, or a trajectory's
     single joint (itself)."""
@@ -106,9 +113,6 @@ class MirrorAveragedLifter:
             raise ValueError(f"stream indices must be in [0, {self.batch_size}), got {idx}")
         return idx, idx + [i + self.batch_size for i in idx]
 
-    def _average(self, both: torch.Tensor, rows: int) -> torch.Tensor:
-        return (both[:rows] + unmirror_poses(both[rows:], self.output_perm)) * 0.5
-
     def reset(self, indices: Sequence[int] | None = None) -> None:
         """Start the given streams (all when None) afresh, with their mirror twins."""
         self.inner.reset(None if indices is None else self._pairs(indices)[1])
@@ -122,10 +126,11 @@ class MirrorAveragedLifter:
         x = x.to(self.input_perm.device)
         inner_idx = None if indices is None else both  # all slots in order: the inner fast path
         y = self.inner.step(torch.cat([x, mirror_keypoints(x, self.input_perm)]), inner_idx)
-        return self._average(y, len(x))
+        return average_with_mirror(y, self.output_perm)
 
     def flush(self, indices: Sequence[int] | None = None) -> list[torch.Tensor]:
         """:meth:`StreamingLifter.flush`, flip-averaged; the streams are reset afterwards."""
         idx, both = self._pairs(indices)
         tails = self.inner.flush(both)
-        return [self._average(torch.cat([tails[k], tails[k + len(idx)]]), len(tails[k])) for k in range(len(idx))]
+        return [average_with_mirror(torch.cat([tails[k], tails[k + len(idx)]]), self.output_perm)
+                for k in range(len(idx))]

@@ -23,6 +23,7 @@ import numpy as np
 from poselift.errors import UserError
 from poselift.gc_policy import settle_heap
 
+from . import ROOT_MODES
 from .engine import LiftEngine, PoseOut
 from .gapfill import GapPolicy
 from .loop import PoseLoop, collect
@@ -96,13 +97,6 @@ def smoothing_stages(engine: LiftEngine, fps: float, smooth: bool = False, min_c
         raise UserError(f"--smooth: {exc}") from None
 
 
-#: ``--root``: how the root is placed (README, "Many cameras"): ``blend`` the pose fitted to
-#: the 2D with the checkpoint's trajectory network (as shipped), ``fit`` the fitted pose alone,
-#: which skips the trajectory network's step (a lone frame's third network pass's worth of
-#: time and cache) for a root about 2 % less accurate.
-ROOT_MODES = ("blend", "fit")
-
-
 def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_streams: int = 1,
                 policy: GapPolicy | None = None, threads: int | None = 1, fov: float | None = None,
                 flip_tta: bool = False, root: str = "blend") -> LiftEngine:
@@ -113,7 +107,7 @@ def make_engine(ckpt, *, device: str = "auto", precision: str = "fp32", max_stre
     ``fov``: horizontal field of view in degrees of frames that state no ``focal_px`` (for
     the root; None: the default, ``model.root.DEFAULT_FOV_DEG``). ``flip_tta``: average
     every pose with that of the mirror image (model/mirror.py; one more network pass).
-    ``root``: one of :data:`ROOT_MODES` (``fit``: the trajectory network is not run)."""
+    ``root``: one of :data:`stream.ROOT_MODES` (``fit``: the trajectory network is not run)."""
     import torch
 
     from poselift.model import get_precision, resolve_device

@@ -9,7 +9,7 @@ import argparse
 
 from poselift.model.precision import PRECISIONS, precision_names
 
-from . import DEFAULT_INPUT, DEFAULT_PUBLISH
+from . import DEFAULT_INPUT, DEFAULT_PUBLISH, ROOT_MODES
 
 _FMT = argparse.RawDescriptionHelpFormatter
 
@@ -37,7 +37,7 @@ def _lifting_options(p: argparse.ArgumentParser) -> None:
                    help="average every pose with the pose of the mirror image (test-time flip augmentation: "
                         "lower error and jitter, one more network pass; default: on for video and webcam, off for "
                         "serve and demo)")
-    p.add_argument("--root", choices=("blend", "fit"), default="blend",
+    p.add_argument("--root", choices=ROOT_MODES, default="blend",
                    help="how the root (the pelvis in the camera frame) is placed: blend (default) the pose fitted "
                         "to the 2D with the trajectory network; fit the fitted pose alone, which skips the "
                         "trajectory network (faster, the root about 2 %% less accurate)")
